@@ -1,0 +1,54 @@
+"""Small helpers the notebooks share: the smoke-size switch, seeding and figure saving.
+
+* ``DRDD_EDU_SMOKE=1`` (set by the test harness) asks every notebook for its small size,
+  so it runs within its CI budget; unset, notebooks run at full size.
+* ``DRDD_EDU_FIGURES`` redirects saved figures (the test harness writes them to
+  ``test-artifacts/figures`` so a test run leaves the committed ``figures/`` alone).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["is_smoke", "pick", "seed_everything", "figures_dir", "savefig", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def is_smoke() -> bool:
+    """True when the notebooks should run at their small (CI) size."""
+    return os.environ.get("DRDD_EDU_SMOKE", "0").strip().lower() in ("1", "true", "yes")
+
+
+def pick(full, smoke):  # noqa: ANN001, ANN201 — any pair of values
+    """Return ``smoke`` under the smoke switch, else ``full``."""
+    return smoke if is_smoke() else full
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a fresh ``torch.Generator`` seeded with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def figures_dir() -> Path:
+    """Where figures go: ``$DRDD_EDU_FIGURES`` or the repository's ``figures/``."""
+    path = Path(os.environ.get("DRDD_EDU_FIGURES", REPO_ROOT / "figures"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def savefig(fig, name: str, dpi: int = 110) -> Path:  # noqa: ANN001 — a matplotlib Figure
+    """Save ``fig`` as ``<figures_dir>/<name>.png`` (deterministic metadata) and return the path."""
+    if not name or "/" in name or name.endswith(".png"):
+        raise ValueError(f"figure name must be a bare name like '01_forward', got {name!r}")
+    path = figures_dir() / f"{name}.png"
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    return path
