@@ -1,0 +1,101 @@
+"""The ``drdd-edu`` command line.
+
+drdd-edu info                       versions, device, where things are
+drdd-edu course [--smoke] [--only 01 02] [--out build/course]
+                                    execute the notebooks, write figures and HTML pages
+drdd-edu notebooks [--out DIR]      write .ipynb files from the jupytext sources
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="drdd-edu",
+        description="Residual denoising diffusion (RDDM, DRDD) for image restoration: a teaching toolkit.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("info", help="print versions, the compute device and paths")
+
+    course = sub.add_parser(
+        "course", help="execute every notebook headlessly; write figures and HTML pages"
+    )
+    course.add_argument("--smoke", action="store_true", help="run at the small CI size")
+    course.add_argument(
+        "--only", nargs="+", metavar="NN", help="notebook prefixes to run, e.g. 01 02"
+    )
+    course.add_argument(
+        "--out",
+        type=Path,
+        default=Path("build/course"),
+        help="output folder (default build/course)",
+    )
+    course.add_argument("--no-html", action="store_true", help="skip the HTML export")
+    course.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
+
+    nbs = sub.add_parser("notebooks", help="write .ipynb files from the jupytext percent sources")
+    nbs.add_argument("--out", type=Path, default=None, help="folder (default: beside the sources)")
+    return parser
+
+
+def _info() -> int:
+    import torch
+
+    from . import __version__
+    from .notebook import REPO_ROOT, figures_dir
+
+    print(f"drdd_edu {__version__}  (python {sys.version.split()[0]}, torch {torch.__version__})")
+    device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    print(f"device: {device}; threads: {torch.get_num_threads()}")
+    print(f"notebooks: {REPO_ROOT / 'notebooks'}\nfigures: {figures_dir()}")
+    return 0
+
+
+def _course(args: argparse.Namespace) -> int:
+    from .course import run_course
+
+    runs = run_course(
+        args.out, smoke=args.smoke, select=args.only, timeout_s=args.timeout, html=not args.no_html
+    )
+    for run in runs:
+        budget = f" (budget {run.budget_s:.0f} s at smoke size)" if run.budget_s else ""
+        print(f"{run.name}: {run.seconds:.1f} s{budget} -> {run.html or run.ipynb}")
+    return 0
+
+
+def _notebooks(args: argparse.Namespace) -> int:
+    import jupytext
+
+    from .course import notebook_sources
+
+    for src in notebook_sources():
+        target = (
+            (args.out / src.with_suffix(".ipynb").name) if args.out else src.with_suffix(".ipynb")
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        jupytext.write(jupytext.read(src), target, fmt="ipynb")
+        print(target)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "info":
+        return _info()
+    if args.command == "course":
+        return _course(args)
+    if args.command == "notebooks":
+        return _notebooks(args)
+    raise AssertionError(f"unhandled command {args.command}")  # argparse rejects others
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The drdd-edu command line and the course runner's notebook discovery."""
+
+import pytest
+
+from drdd_edu.cli import build_parser, main
+from drdd_edu.course import notebook_sources
+
+
+def test_info(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "drdd_edu" in out and "torch" in out and "device:" in out
+
+
+def test_unknown_command_exits():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["fly"])
+
+
+def test_course_arguments():
+    args = build_parser().parse_args(["course", "--smoke", "--only", "01", "02"])
+    assert args.smoke and args.only == ["01", "02"]
+
+
+def test_notebook_sources(tmp_path):
+    for name in ("01_a.py", "02_b.py", "helper.py"):
+        (tmp_path / name).write_text("# %%\n")
+    assert [p.name for p in notebook_sources(tmp_path)] == ["01_a.py", "02_b.py"]
+    assert [p.name for p in notebook_sources(tmp_path, ["02"])] == ["02_b.py"]
+    with pytest.raises(ValueError, match="matches"):
+        notebook_sources(tmp_path, ["09"])
+    with pytest.raises(FileNotFoundError, match="notebook folder"):
+        notebook_sources(tmp_path / "missing")
