@@ -61,6 +61,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("DRDD_EDU_SMOKE", "1")
     os.environ.setdefault("DRDD_EDU_FIGURES", str(ARTIFACTS / "figures"))
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # pytest-xdist runs 2 workers on 2 cores: one thread each (test processes and notebook
+    # kernels) avoids oversubscription, which slows small-tensor torch work 10-20x
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
     if config.pluginmanager.hasplugin("nbval") and config.getoption("nbval_lax", default=False):
         _budgets.update(convert_notebooks())
 
@@ -79,7 +83,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if not _times:
+    if not _times or hasattr(session.config, "workerinput"):  # xdist workers: the controller reports
         return
     ARTIFACTS.mkdir(exist_ok=True)
     rows = {

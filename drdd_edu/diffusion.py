@@ -210,16 +210,17 @@ def predict_res_from_noise(
     Undefined where ᾱ_t = 1: there I_t = I_in + β̄_t·ε carries no information about I_0,
     so a noise-only predictor cannot restore. Raises ``ValueError`` in that case.
     """
-    alpha_bar = extract(schedule.alphas_cumsum, t, x_t)
-    if (1.0 - alpha_bar).abs().min() < 1e-12:
-        bad = int(t[(1.0 - alpha_bar).flatten().abs() < 1e-12][0])
+    # 1 − ᾱ_t is formed in float64 before the cast: in float32, ᾱ_t ≈ 1 would lose its last digits
+    one_minus = 1.0 - schedule.alphas_cumsum
+    if (one_minus[t.cpu()] == 0).any():
+        bad = int(t[(one_minus[t.cpu()] == 0).to(t.device)][0])
         raise ValueError(
             f"cannot derive the residual from predicted noise at t={bad}: ᾱ_t = 1 there, so I_t = I_in + β̄_t·ε "
             "holds no information about I_0. Use mode 'res' or 'res_noise', or a schedule with ᾱ_{T-1} < 1 "
             "(e.g. ddim_converted_schedule)."
         )
     beta_bar = extract(schedule.betas_cumsum, t, x_t)
-    return (x_t - x_in - beta_bar * pred_noise) / (alpha_bar - 1.0)
+    return (beta_bar * pred_noise - (x_t - x_in)) / extract(one_minus, t, x_t)
 
 
 def predict_x0_from_res_noise(

@@ -108,6 +108,10 @@ class DatasetIdealPredictor(_CoefficientPredictor):
     Î_0 = Σ_k w_k·I_0^k, Î_res = I_in − Î_0 and ε̂ from (R2). As β̄ → 0 the weights
     concentrate on the nearest image, so samples reproduce training images.
 
+    I_0 is modelled as independent of I_in (no pairing is known): in a restoration setting
+    it therefore *generates* a training image, chosen by the starting noise, rather than
+    restoring the input — the optimum a network trained on unpaired data could reach.
+
     Args:
         x0_set: the training set of clean images, shape (N, C, H, W).
         mode: ``"res_noise"``, ``"res"`` or ``"noise"``.

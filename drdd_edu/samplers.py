@@ -155,8 +155,9 @@ def ddim_sigma(schedule: Schedule, t: int, t_next: int, eta: float) -> float:
 
         σ_t² = η²·(1 − γ_s)/(1 − γ_t)·(1 − γ_t/γ_s),   γ = 1 − β̄²  (= (1 − ᾱ)²).
 
-    RDDM's η and DDIM's η are *different* conventions: by (R3b), RDDM's σ² equals
-    γ_s·σ²_DDIM at the same η, so RDDM η = 1 is not DDPM's ancestral sampler. Passing this σ
+    RDDM's η and DDIM's η are *different* conventions: RDDM's σ² (R3b) is linear in η and
+    DDIM's quadratic, and σ²_RDDM(η) = γ_s·σ²_DDIM(√η) — so RDDM η = 1 is not DDPM's
+    ancestral sampler (σ² smaller by the factor γ_s). Passing this σ
     to :func:`rddm_step` (``sigma=``) reproduces DDIM at any η. Raises ``ValueError`` for a
     schedule that is not DDIM-converted ((1 − ᾱ)² + β̄² ≠ 1).
     """

@@ -25,6 +25,7 @@ __all__ = [
     "rddm_schedule",
     "ddim_converted_schedule",
     "power_weights",
+    "ddpm_gammas",
 ]
 
 _ATOL = 1e-9

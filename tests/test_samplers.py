@@ -187,10 +187,12 @@ def _imperfect_model(x_t, t, x_in):
 def test_sampling_is_seeded():
     sch = rddm_schedule(1000)
     _, x_in = _images()
+
     def run(seed, eta):
         return sample(
             _imperfect_model, x_in, sch, 5, eta=eta, generator=torch.Generator().manual_seed(seed)
         )
+
     assert torch.equal(run(3, 1.0), run(3, 1.0))
     assert not torch.allclose(run(3, 1.0), run(4, 1.0))
     assert not torch.allclose(run(3, 0.0), run(3, 1.0))

@@ -1,0 +1,773 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+#   drdd_edu:
+#     level: "1 — introductory (needs: Gaussian distributions, basic PyTorch)"
+#     budget_s: 180
+# ---
+
+# %% [markdown]
+# # Forward processes: from DDPM to RDDM and DRDD
+#
+# **Level:** 1 — introductory.
+#
+# **Prerequisites:** Gaussian distributions (means and variances, and the fact that a sum of
+# independent Gaussians is Gaussian), basic PyTorch tensors, a first look at what a diffusion model
+# does. You do not need to have read the papers.
+#
+# **Learning goals.** After this notebook you can
+#
+# 1. write down the DDPM forward marginal and check it by Monte Carlo;
+# 2. derive the marginal of the *residual* diffusion process of RDDM (Liu et al., CVPR 2024),
+#    $I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\,\epsilon$, from its per-step definition;
+# 3. read an RDDM coefficient schedule ($\alpha_t$, $\beta_t^2$, `alphas_cumsum`, `betas2_cumsum`,
+#    `sum_scale`) and explain its boundary conditions;
+# 4. show that the "DDIM coefficient conversion" makes RDDM with $I_\text{in}=0$ *exactly* DDPM;
+# 5. convert a predicted residual into a predicted noise and back, and explain why the second
+#    direction breaks down where $\bar\alpha_t = 1$;
+# 6. state the two forward processes of DRDD (decoupled residual denoising diffusion) and where DRDD's
+#    sampler starts.
+#
+# **Runtime budget:** CPU only. Smoke size (what the tests run, `DRDD_EDU_SMOKE=1`): about 10 s on a
+# 2-core laptop. Full size (`DRDD_EDU_SMOKE=0`: more Monte-Carlo samples, 64×64 instead of 32×32
+# images): ≤ 1 min on a 2-core laptop. The test harness allows 180 s.
+#
+# **How to read it.** Every equation is followed by a code cell that checks it with `assert`.
+# Exact identities are checked to floating-point tolerance; statistical statements are checked by
+# Monte Carlo with a tolerance of a few standard errors (made precise below).
+
+# %%
+import inspect
+import math
+import time
+from statistics import NormalDist
+
+import matplotlib.pyplot as plt
+import torch
+
+from drdd_edu import toydata
+from drdd_edu.diffusion import (
+    from_model_range,
+    predict_noise_from_res,
+    predict_res_from_noise,
+    predict_x0_from_noise,
+    predict_x0_from_res_noise,
+    q_sample,
+    q_sample_noise_stage,
+    q_sample_residual_stage,
+    to_model_range,
+)
+from drdd_edu.notebook import is_smoke, pick, savefig, seed_everything
+from drdd_edu.schedules import ddim_converted_schedule, rddm_schedule
+
+START = time.perf_counter()
+print("smoke size" if is_smoke() else "full size")
+torch.set_default_dtype(torch.float32)
+
+# %% [markdown]
+# ### How we test statistical claims
+#
+# Suppose $n$ independent samples have true mean $\mu$ and true standard deviation $s$. The sample
+# mean has standard error $s/\sqrt{n}$, and for Gaussian data the sample standard deviation has
+# standard error $\approx s/\sqrt{2(n-1)}$. A check compares an estimate with its claimed value in
+# units of its standard error (a $z$-score). When we make $m$ such comparisons at once we allow
+# $|z| < z^*$ with $z^* = \Phi^{-1}\!\big(1 - p/(2m)\big)$ (a Bonferroni correction): if the claim
+# is true, *all* $m$ comparisons pass with probability at least $1-p$. We use $p = 10^{-4}$, which
+# gives $z^* \approx 4$–$6$ depending on $m$. The seeds are fixed, so the notebook is deterministic,
+# but the tolerances would also hold for almost any other seed.
+
+
+# %%
+def z_threshold(m: int, false_alarm: float = 1e-4) -> float:
+    """Two-sided Bonferroni critical value for m simultaneous z-tests."""
+    return NormalDist().inv_cdf(1 - false_alarm / (2 * m))
+
+
+def check_moments(mean_hat, std_hat, mean, std, n, label="", false_alarm=1e-4):
+    """Assert that sample means/stds (from n samples) match the claimed mean/std.
+
+    All arguments broadcast against each other; returns the worst |z|.
+    """
+    mean_hat = torch.as_tensor(mean_hat, dtype=torch.float64)
+    std_hat = torch.as_tensor(std_hat, dtype=torch.float64)
+    mean = torch.as_tensor(mean, dtype=torch.float64).expand_as(mean_hat)
+    std = torch.as_tensor(std, dtype=torch.float64).expand_as(std_hat)
+    z_mean = (mean_hat - mean).abs() / (std / math.sqrt(n))
+    z_std = (std_hat - std).abs() / (std / math.sqrt(2 * (n - 1)))
+    z_star = z_threshold(2 * mean_hat.numel(), false_alarm)
+    worst = float(torch.maximum(z_mean.max(), z_std.max()))
+    print(f"{label}: worst |z| = {worst:.2f} over {2 * mean_hat.numel()} comparisons (z* = {z_star:.2f})")
+    assert z_mean.max() < z_star, f"{label}: a sample mean is {float(z_mean.max()):.1f} standard errors off"
+    assert z_std.max() < z_star, f"{label}: a sample std is {float(z_std.max()):.1f} standard errors off"
+    return worst
+
+
+# %% [markdown]
+# A tiny "image" for the Monte-Carlo experiments: one channel, 2×2 pixels, on the diffusion scale
+# $[-1, 1]$. `x0_toy` plays the clean target $I_0$, `x_in_toy` a degraded input $I_\text{in}$.
+# We work in float64 so that exact identities can be checked to ~1e-12.
+
+# %%
+x0_toy = torch.tensor([[[[0.8, -0.3], [0.1, 0.5]]]], dtype=torch.float64)  # (1, 1, 2, 2)
+x_in_toy = torch.tensor([[[[-0.6, -0.9], [0.4, -0.2]]]], dtype=torch.float64)
+res_toy = x_in_toy - x0_toy  # I_res = I_in − I_0
+n_mc = pick(40_000, 8_000)  # Monte-Carlo samples
+print("Monte-Carlo samples:", n_mc)
+
+# %% [markdown]
+# ## 1. DDPM recap
+#
+# DDPM (Ho et al., 2020) corrupts a clean image $x_0$ in $T$ small steps
+#
+# $$x_t = \sqrt{1-b_t}\,x_{t-1} + \sqrt{b_t}\,\epsilon_{t-1},\qquad \epsilon_{t-1}\sim\mathcal N(0, I),$$
+#
+# with a variance schedule $b_t$ (usually written $\beta_t$; we write $b_t$ because RDDM uses $\beta$
+# for something else). Unrolling the recursion, $x_t$ is $\sqrt{\gamma_t}\,x_0$ plus a sum of
+# independent Gaussians whose variances add up to $1-\gamma_t$:
+#
+# $$x_t = \sqrt{\gamma_t}\,x_0 + \sqrt{1-\gamma_t}\,\epsilon,\qquad \gamma_t = \prod_{i\le t}(1-b_i).$$
+#
+# DDPM calls the cumulative product $\bar\alpha_t$; **we call it $\gamma_t$** because RDDM's
+# $\bar\alpha_t$ is a different quantity. The standard choice is $T = 1000$ and
+# $b_t$ = `linspace(1e-4, 0.02, T)`. Indices run $t = 0,\dots,T-1$ as in the reference code.
+#
+# Check: iterate the per-step chain for all 1000 steps and compare the sample mean and standard
+# deviation at **every** step with $\sqrt{\gamma_t}x_0$ and $\sqrt{1-\gamma_t}$.
+
+# %%
+T = 1000
+ddpm_b = torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
+gammas = torch.cumprod(1.0 - ddpm_b, 0)  # γ_t, computed independently of the library
+
+gen = seed_everything(1)
+x = x0_toy.expand(n_mc, -1, -1, -1).clone()
+ddpm_mean, ddpm_std = [], []
+for t in range(T):
+    x = (1 - ddpm_b[t]).sqrt() * x + ddpm_b[t].sqrt() * torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    ddpm_mean.append(x.mean(0))
+    ddpm_std.append(x.std(0))
+ddpm_mean, ddpm_std = torch.stack(ddpm_mean), torch.stack(ddpm_std)  # (T, 1, 2, 2)
+
+g = gammas.reshape(T, 1, 1, 1)
+check_moments(ddpm_mean, ddpm_std, g.sqrt() * x0_toy[0], (1 - g).sqrt(), n_mc, "DDPM chain vs closed form")
+print(f"γ_999 = {gammas[-1]:.3e}: after 1000 steps almost nothing of x_0 is left")
+
+# %% [markdown]
+# ## 2. RDDM: residual diffusion
+#
+# For image restoration we have pairs (degraded input $I_\text{in}$, clean target $I_0$). RDDM
+# (Liu et al., CVPR 2024) defines the **residual**
+#
+# $$I_\text{res} = I_\text{in} - I_0$$
+#
+# and a forward process that *adds the residual and noise* step by step:
+#
+# $$I_t = I_{t-1} + \alpha_t I_\text{res} + \beta_t\,\epsilon_{t-1},\qquad \epsilon_{t-1}\sim\mathcal N(0, I)\ \text{i.i.d.}$$
+#
+# Note there is no shrinking factor like DDPM's $\sqrt{1-b_t}$: the image is never scaled down.
+#
+# **Deriving the marginal.** Unroll the recursion from $I_{-1} := I_0$ (our index starts at 0):
+#
+# $$I_t = I_0 + \Big(\sum_{i\le t}\alpha_i\Big) I_\text{res} + \sum_{i\le t}\beta_i\,\epsilon_{i-1}.$$
+#
+# The last term is a sum of independent zero-mean Gaussians with variances $\beta_i^2$; such a sum
+# is Gaussian with variance $\sum_{i\le t}\beta_i^2$. So
+#
+# $$\boxed{I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\,\epsilon},\qquad
+#   \bar\alpha_t = \sum_{i\le t}\alpha_i,\quad \bar\beta_t^2 = \sum_{i\le t}\beta_i^2,\quad
+#   \epsilon\sim\mathcal N(0, I).$$
+#
+# In code: $\alpha_t$ = `schedule.alphas`, $\beta_t^2$ = `schedule.betas2`,
+# $\bar\alpha_t$ = `schedule.alphas_cumsum`, $\bar\beta_t^2$ = `schedule.betas2_cumsum`; `q_sample`
+# draws from the boxed marginal in one shot. If $\bar\alpha_T = 1$, the end point
+# $I_T = I_\text{in} + \bar\beta_T\epsilon$ is the *degraded input plus noise* — which is where a
+# restoration sampler can start, because at test time we know $I_\text{in}$.
+#
+# **Check (a), exact.** Iterate the chain for a short schedule ($T = 50$) and keep the accumulated
+# noise $\sum_{i\le t}\beta_i\epsilon_{i-1}$. Feeding `q_sample` the normalised accumulated noise
+# $\epsilon = \sum_{i\le t}\beta_i\epsilon_{i-1}/\bar\beta_t$ must reproduce the chain sample by
+# sample — this checks the algebra. **Check (a), statistical.** The chain's sample mean and std at
+# every step must match $I_0 + \bar\alpha_t I_\text{res}$ and $\bar\beta_t$, and the normalised
+# accumulated noise must be standard normal — this checks "a sum of independent Gaussians is the
+# Gaussian with the summed variance".
+
+# %%
+T_small = 50
+sched50 = rddm_schedule(T_small, sum_scale=1.0)
+print(sched50)
+
+gen = seed_everything(2)
+I_chain = x0_toy.expand(n_mc, -1, -1, -1).clone()
+x0_batch, x_in_batch = x0_toy.expand_as(I_chain), x_in_toy.expand_as(I_chain)
+acc_noise = torch.zeros_like(I_chain)  # Σ_{i≤t} β_i ε_{i-1}
+chain_mean, chain_std, worst_exact = [], [], 0.0
+for t in range(T_small):
+    eps_step = torch.randn(I_chain.shape, generator=gen, dtype=torch.float64)
+    beta_t = sched50.betas2[t].sqrt()
+    I_chain = I_chain + sched50.alphas[t] * res_toy + beta_t * eps_step  # the per-step forward process
+    acc_noise = acc_noise + beta_t * eps_step
+    one_shot = q_sample(x0_batch, x_in_batch, t, sched50, noise=acc_noise / sched50.betas_cumsum[t])
+    worst_exact = max(worst_exact, float((one_shot - I_chain).abs().max()))
+    chain_mean.append(I_chain.mean(0))
+    chain_std.append(I_chain.std(0))
+chain_mean, chain_std = torch.stack(chain_mean), torch.stack(chain_std)
+
+print(f"chain vs q_sample with the accumulated noise: max |difference| = {worst_exact:.1e}")
+assert worst_exact < 1e-12
+
+a50 = sched50.alphas_cumsum.reshape(T_small, 1, 1, 1)
+b50 = sched50.betas_cumsum.reshape(T_small, 1, 1, 1)
+check_moments(chain_mean, chain_std, x0_toy[0] + a50 * res_toy[0], b50, n_mc, "RDDM chain (T=50) vs closed form")
+eps_equiv = acc_noise / sched50.betas_cumsum[-1]
+check_moments(eps_equiv.mean(0), eps_equiv.std(0), 0.0, 1.0, n_mc, "accumulated noise / β̄_T is N(0, 1)")
+
+# %% [markdown]
+# **Check (b).** Sample `q_sample` directly (it draws its own noise) at a few steps of the $T=50$
+# schedule and of the full $T = 1000$ schedules used below, and compare the Monte-Carlo mean and
+# standard deviation with $I_0 + \bar\alpha_t I_\text{res}$ and $\bar\beta_t$.
+
+# %%
+seed_everything(3)
+for sched in (sched50, rddm_schedule(1000, sum_scale=1.0), rddm_schedule(1000, sum_scale=0.01)):
+    for t in sorted({0, sched.T // 4, sched.T // 2, sched.T - 1}):
+        samples = q_sample(x0_toy.expand(n_mc, -1, -1, -1), x_in_toy.expand(n_mc, -1, -1, -1), t, sched)
+        a_t, b_t = float(sched.alphas_cumsum[t]), float(sched.betas_cumsum[t])
+        check_moments(samples.mean(0), samples.std(0), x0_toy[0] + a_t * res_toy[0], b_t, n_mc,
+                      f"q_sample, {sched.name}, t={t}")
+
+# %% [markdown]
+# The chain against the closed form, for one pixel (mean) and the noise level (std):
+
+# %%
+seed_everything(4)
+steps = torch.arange(T_small)
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+pix = (0, 0, 0)  # channel, row, column
+axes[0].plot(steps, chain_mean[:, pix[0], pix[1], pix[2]], "o", ms=3, label="chain, sample mean")
+axes[0].plot(steps, x0_toy[0][pix] + sched50.alphas_cumsum * res_toy[0][pix], "-", label=r"$I_0 + \bar\alpha_t I_{res}$")
+axes[0].axhline(float(x_in_toy[0][pix]), color="gray", ls=":", label=r"$I_{in}$")
+axes[0].set(xlabel="t", title="mean of pixel (0, 0)")
+axes[0].legend(fontsize=8)
+axes[1].plot(steps, chain_std[:, pix[0], pix[1], pix[2]], "o", ms=3, label="chain, sample std")
+axes[1].plot(steps, sched50.betas_cumsum, "-", label=r"$\bar\beta_t$")
+axes[1].set(xlabel="t", title="standard deviation")
+axes[1].legend(fontsize=8)
+fig.suptitle(f"RDDM per-step chain (T = {T_small}, {n_mc} samples) vs the closed-form marginal")
+fig.tight_layout()
+savefig(fig, "01_chain_vs_closed_form")
+plt.show()
+plt.close(fig)
+
+# %% [markdown]
+# ### The reference schedule
+#
+# The RDDM reference code uses $T = 1000$ and, with $t' = t + 1 = 1,\dots,T$,
+#
+# $$\alpha_t = \frac{T + 1 - t'}{T(T+1)/2}\ \ \text{(linearly decreasing)},\qquad
+#   \beta_t^2 = \texttt{sum\_scale}\cdot\frac{t'}{T(T+1)/2}\ \ \text{(linearly increasing)}.$$
+#
+# Since $\sum_{t'=1}^T t' = T(T+1)/2$, the boundary conditions are $\bar\alpha_T = 1$ (the whole
+# residual has been added) and $\bar\beta_T^2 = \texttt{sum\_scale}$. The paper uses
+# `sum_scale` = 1 for deraining and low light, and 0.01 for shadow removal. The residual is added
+# early, the noise late.
+#
+# Notation: in formulas $\bar\alpha_T$ is the last step, in code it is `alphas_cumsum[T - 1]`.
+#
+# For the path-independence study RDDM also varies the shapes, using a power family: in
+# `rddm_schedule(alpha_power=k, beta_power=k')` the weights are $\propto (t'/T)^k$ (reversed for
+# $\alpha$) and renormalised; $k=1$ is the linear reference, $k=0$ is uniform. Whatever the powers,
+# the boundary conditions are the same.
+
+# %%
+T = 1000
+tp = torch.arange(1, T + 1, dtype=torch.float64)  # t' = 1 … T
+for sum_scale in (1.0, 0.01):
+    sched = rddm_schedule(T, sum_scale=sum_scale)
+    alphas_ref = (T + 1 - tp) / (T * (T + 1) / 2)
+    betas2_ref = sum_scale * tp / (T * (T + 1) / 2)
+    assert torch.allclose(sched.alphas, alphas_ref, rtol=1e-12, atol=0)
+    assert torch.allclose(sched.betas2, betas2_ref, rtol=1e-12, atol=0)
+    assert (torch.diff(sched.alphas) < 0).all(), "α_t must decrease"
+    assert (torch.diff(sched.betas2) > 0).all(), "β_t² must increase"
+    assert torch.allclose(sched.alphas_cumsum, torch.cumsum(alphas_ref, 0), atol=1e-12)
+    assert torch.allclose(sched.betas2_cumsum, torch.cumsum(betas2_ref, 0), rtol=1e-12)
+    assert sched.alphas_cumsum[T - 1] == 1.0, "ᾱ_T = 1"
+    assert abs(sched.sum_scale - sum_scale) < 1e-12 and abs(sched.betas2_cumsum[T - 1] - sum_scale) < 1e-12
+    # closed forms of the cumulative sums: ᾱ_t = 1 − (T−t')(T−t'+1)/(T(T+1)), β̄_t² = sum_scale·t'(t'+1)/(T(T+1))
+    assert torch.allclose(sched.alphas_cumsum, 1 - (T - tp) * (T - tp + 1) / (T * (T + 1)), atol=1e-12)
+    assert torch.allclose(sched.betas2_cumsum, sum_scale * tp * (tp + 1) / (T * (T + 1)), rtol=1e-12)
+    print(sched, f"| ᾱ_499 = {float(sched.alphas_cumsum[499]):.3f}, β̄_499 = {float(sched.betas_cumsum[499]):.3f}")
+
+powers = (0.0, 0.5, 1.0, 2.0, 4.0)
+power_scheds = {k: rddm_schedule(T, sum_scale=1.0, alpha_power=k, beta_power=k) for k in powers}
+for k, sched in power_scheds.items():
+    assert sched.alphas_cumsum[-1] == 1.0 and abs(sched.sum_scale - 1.0) < 1e-12, f"boundary conditions, power {k}"
+# a larger alpha_power adds the residual earlier: ᾱ_t is larger at every intermediate step,
+# and a larger beta_power adds the noise later: β̄_t is smaller at every intermediate step
+for k_small, k_big in zip(powers[:-1], powers[1:], strict=True):
+    assert (power_scheds[k_big].alphas_cumsum[:-1] > power_scheds[k_small].alphas_cumsum[:-1]).all()
+    assert (power_scheds[k_big].betas2_cumsum[:-1] < power_scheds[k_small].betas2_cumsum[:-1]).all()
+
+# %% [markdown]
+# ## 3. The DDIM coefficient conversion: DDPM is a special case of RDDM
+#
+# Take RDDM with **no input** ($I_\text{in} = 0$, i.e. $I_\text{res} = -I_0$: pure generation):
+#
+# $$I_t = I_0 + \bar\alpha_t(0 - I_0) + \bar\beta_t\epsilon = (1-\bar\alpha_t)\,I_0 + \bar\beta_t\,\epsilon.$$
+#
+# Matching this with DDPM's $\sqrt{\gamma_t}\,x_0 + \sqrt{1-\gamma_t}\,\epsilon$ term by term gives
+# RDDM's coefficient conversion
+#
+# $$\bar\alpha_t = 1 - \sqrt{\gamma_t},\qquad \bar\beta_t^2 = 1 - \gamma_t,$$
+#
+# implemented by `ddim_converted_schedule`. Then RDDM and DDPM produce the **same** $I_t$ from the
+# same $\epsilon$ — not just the same distribution. Two consequences worth noticing:
+#
+# * $(1-\bar\alpha_t)^2 + \bar\beta_t^2 = 1$: the process is variance preserving;
+# * $\bar\alpha_T = 1 - \sqrt{\gamma_T} < 1$: the residual is *not* fully added at the end (a trace
+#   of $I_0$ survives). We will see in §5 why that matters for noise-predicting models.
+
+# %%
+sched_ddim = ddim_converted_schedule(T)
+print(sched_ddim)
+assert torch.allclose(sched_ddim.alphas_cumsum, 1 - gammas.sqrt(), rtol=0, atol=1e-14)
+assert torch.allclose(sched_ddim.betas2_cumsum, 1 - gammas, rtol=0, atol=1e-14)
+assert torch.allclose((1 - sched_ddim.alphas_cumsum) ** 2 + sched_ddim.betas2_cumsum, torch.ones(T, dtype=torch.float64))
+
+a_last, b_last = float(sched_ddim.alphas_cumsum[T - 1]), float(sched_ddim.betas_cumsum[T - 1])
+print(f"ᾱ_999 = {a_last:.5f}, β̄_999 = {b_last:.5f}")
+assert abs(a_last - 0.99365) < 5e-6 and abs(b_last - 0.99998) < 5e-6
+
+# same ε, every t at once (one batch element per timestep): RDDM(I_in = 0) == DDPM, exactly
+gen = seed_everything(5)
+x0_rand = torch.rand(T, 3, 4, 4, generator=gen, dtype=torch.float64) * 2 - 1
+eps = torch.randn(T, 3, 4, 4, generator=gen, dtype=torch.float64)
+t_all = torch.arange(T)
+rddm_zero_input = q_sample(x0_rand, torch.zeros_like(x0_rand), t_all, sched_ddim, noise=eps)
+ddpm = gammas.sqrt().reshape(T, 1, 1, 1) * x0_rand + (1 - gammas).sqrt().reshape(T, 1, 1, 1) * eps
+print(f"max |RDDM(ddim-converted, I_in=0) − DDPM| over all 1000 steps: {float((rddm_zero_input - ddpm).abs().max()):.1e}")
+assert torch.allclose(rddm_zero_input, ddpm, rtol=0, atol=1e-12)
+
+# and in float32, the dtype used for images, to float32 precision
+rddm32 = q_sample(x0_rand.float(), torch.zeros_like(x0_rand).float(), t_all, sched_ddim, noise=eps.float())
+assert torch.allclose(rddm32, ddpm.float(), rtol=0, atol=1e-6)
+
+# %% [markdown]
+# The schedules side by side. Left: the per-step coefficients of the reference schedule. Middle:
+# $\bar\alpha_t$ (solid) and $\bar\beta_t$ (dashed) for the reference schedule with both values of
+# `sum_scale` and for the DDIM-converted schedule (the two reference schedules share $\bar\alpha_t$,
+# so their solid curves coincide). Right: the power family, with the same exponent $k$ for $\alpha$
+# and $\beta^2$.
+
+# %%
+seed_everything(6)
+sched_r1, sched_r001 = rddm_schedule(T, sum_scale=1.0), rddm_schedule(T, sum_scale=0.01)
+t_axis = torch.arange(T)
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+axes[0].plot(t_axis, sched_r1.alphas * T, label=r"$T\cdot\alpha_t$")
+axes[0].plot(t_axis, sched_r1.betas2 * T, label=r"$T\cdot\beta_t^2$ (sum_scale 1)")
+axes[0].set(xlabel="t", title="per-step coefficients (reference)")
+axes[0].legend(fontsize=8)
+for sched, color, label in [(sched_r1, "C0", "rddm, sum_scale 1"), (sched_r001, "C1", "rddm, sum_scale 0.01"),
+                            (sched_ddim, "C2", "ddim-converted")]:
+    axes[1].plot(t_axis, sched.alphas_cumsum, color=color, label=label + r": $\bar\alpha_t$")
+    axes[1].plot(t_axis, sched.betas_cumsum, color=color, ls="--", label=label + r": $\bar\beta_t$")
+axes[1].set(xlabel="t", title=r"cumulative: $\bar\alpha_t$ (solid), $\bar\beta_t$ (dashed)")
+axes[1].legend(fontsize=7)
+for i, (k, sched) in enumerate(power_scheds.items()):
+    axes[2].plot(t_axis, sched.alphas_cumsum, color=f"C{i}", label=f"k = {k:g}")
+    axes[2].plot(t_axis, sched.betas_cumsum, color=f"C{i}", ls="--")
+axes[2].set(xlabel="t", title=r"power family: $\bar\alpha_t$ (solid), $\bar\beta_t$ (dashed)")
+axes[2].legend(fontsize=8, title="alpha_power = beta_power", title_fontsize=8)
+fig.tight_layout()
+savefig(fig, "01_schedules")
+plt.show()
+plt.close(fig)
+
+# %% [markdown]
+# ## 4. What the forward process does to a real image
+#
+# A photograph bundled with scikit-image plays $I_0$; a synthetic low-light version
+# (`toydata.darken`: $0.35\,x^{1.6}$) plays $I_\text{in}$. Both are mapped from $[0,1]$ to the
+# diffusion scale $[-1,1]$. We draw **one** noise image $\epsilon$ and show
+# $I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\epsilon$ for several $t$: with
+# `sum_scale` = 1 the image drifts to "dark input + strong noise", with `sum_scale` = 0.01 to
+# "dark input + faint noise". The last row is the DDIM-converted schedule with $I_\text{in} = 0$,
+# i.e. DDPM: the image fades into pure noise — there is no input to drift towards.
+#
+# Two checks on the single image, using its pixels as the samples: the mean brightness of $I_t$
+# moves linearly with $\bar\alpha_t$ (mean of $I_0 + \bar\alpha_t I_\text{res}$, up to
+# $\bar\beta_t/\sqrt{D}$ noise for $D$ pixels), and the std of what is left after subtracting
+# $I_0 + \bar\alpha_t I_\text{res}$ is $\bar\beta_t$. At the last step, since $\bar\alpha_T = 1$,
+# $I_T = I_\text{in} + \sqrt{\texttt{sum\_scale}}\,\epsilon$ exactly.
+
+# %%
+size = pick(64, 32)
+x0_01 = toydata.bundled_image("astronaut", size=size)
+x_in_01 = toydata.darken(x0_01)
+x0_img, x_in_img = to_model_range(x0_01), to_model_range(x_in_01)  # (1, 3, size, size) in [-1, 1]
+res_img = x_in_img - x0_img
+D = x0_img.numel()
+print(f"image {tuple(x0_img.shape)}, mean I_0 = {float(x0_img.mean()):.3f}, mean I_in = {float(x_in_img.mean()):.3f}")
+
+gen = seed_everything(7)
+eps_img = torch.randn(x0_img.shape, generator=gen)
+show_t = [0, 99, 249, 499, 749, 999]
+rows = {
+    "RDDM, sum_scale 1": (sched_r1, x_in_img),
+    "RDDM, sum_scale 0.01": (sched_r001, x_in_img),
+    "DDPM (ddim-converted, I_in = 0)": (sched_ddim, torch.zeros_like(x0_img)),
+}
+strip = {}
+n_checks = 2 * len(rows) * len(show_t)
+z_star = z_threshold(n_checks)
+for name, (sched, x_in_row) in rows.items():
+    for t in show_t:
+        I_t = q_sample(x0_img, x_in_row, t, sched, noise=eps_img)
+        strip[name, t] = I_t
+        a_t, b_t = float(sched.alphas_cumsum[t]), float(sched.betas_cumsum[t])
+        drift = x0_img + a_t * (x_in_row - x0_img)
+        z_mean = abs(float(I_t.mean() - drift.mean())) / (b_t / math.sqrt(D))
+        z_std = abs(float((I_t - drift).std()) - b_t) / (b_t / math.sqrt(2 * (D - 1)))
+        assert z_mean < z_star and z_std < z_star, (name, t, z_mean, z_std)
+    if sched is not sched_ddim:
+        end = strip[name, 999]
+        assert torch.allclose(end, x_in_img + math.sqrt(sched.sum_scale) * eps_img, atol=1e-6), "I_T = I_in + sqrt(sum_scale)·ε"
+print(f"brightness and noise-level checks passed ({n_checks} comparisons, z* = {z_star:.2f})")
+
+# %%
+seed_everything(8)
+fig, axes = plt.subplots(len(rows), len(show_t) + 2, figsize=(1.6 * (len(show_t) + 2), 1.8 * len(rows) + 0.4))
+for r, (name, (sched, x_in_row)) in enumerate(rows.items()):
+    panels = [("$I_0$", x0_img), ("$I_{in}$", x_in_row)] + [
+        (rf"t={t}, $\bar\alpha$={float(sched.alphas_cumsum[t]):.2f}, $\bar\beta$={float(sched.betas_cumsum[t]):.2f}", strip[name, t])
+        for t in show_t
+    ]
+    for c, (title, img) in enumerate(panels):
+        ax = axes[r, c]
+        ax.imshow(from_model_range(img)[0].permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(title, fontsize=6)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[r, 0].set_ylabel(name, fontsize=7)
+fig.suptitle(r"Forward process $I_t = I_0 + \bar\alpha_t I_{res} + \bar\beta_t\epsilon$ (same $\epsilon$ in every panel; display clipped to [0, 1])", fontsize=9)
+fig.tight_layout()
+savefig(fig, "01_rddm_forward_strip", dpi=80)
+plt.show()
+plt.close(fig)
+
+# %% [markdown]
+# ## 5. Residual ↔ noise: converting predictions
+#
+# A restoration network sees $I_t$ (and $I_\text{in}$) and predicts the residual (RDDM's
+# "SM-Res" mode), the noise ("SM-N"), or both ("SM-Res-N"). The forward equation links the two
+# unknowns. Substituting $I_0 = I_\text{in} - I_\text{res}$ into the marginal,
+#
+# $$I_t = I_\text{in} + (\bar\alpha_t - 1)\,I_\text{res} + \bar\beta_t\,\epsilon,$$
+#
+# which can be solved for either unknown:
+#
+# $$\hat\epsilon = \frac{I_t - I_\text{in} - (\bar\alpha_t - 1)\,\hat I_\text{res}}{\bar\beta_t}
+#   \qquad\text{(always defined: } \bar\beta_t > 0\text{)},$$
+#
+# $$\hat I_\text{res} = \frac{I_t - I_\text{in} - \bar\beta_t\,\hat\epsilon}{\bar\alpha_t - 1}
+#   \qquad\text{(undefined where } \bar\alpha_t = 1\text{)},$$
+#
+# and with both predictions, $\hat I_0 = I_t - \bar\alpha_t \hat I_\text{res} - \bar\beta_t\hat\epsilon$.
+#
+# Why must the second formula fail at $\bar\alpha_t = 1$? There
+# $I_t = I_\text{in} + \bar\beta_t\epsilon$ contains **no information about $I_0$**: knowing the
+# noise exactly only tells you $I_\text{in}$, which you already had. Near that point the division
+# by $1-\bar\alpha_t$ amplifies any error in $\hat\epsilon$ by the gain $\bar\beta_t/(1-\bar\alpha_t)$.
+#
+# Checks (float64): with the true residual and noise the conversions are exact; with an *imperfect*
+# residual prediction the round trip $\hat I_\text{res} \to \hat\epsilon \to \hat I_\text{res}$ is
+# still the identity, and both readings give the same $\hat I_0 = I_\text{in} - \hat I_\text{res}$.
+
+# %%
+x0_d, x_in_d = x0_img.double(), x_in_img.double()
+t_conv = torch.tensor([0, 99, 499, 899, 998])  # every step but the last one (ᾱ_999 = 1)
+B = len(t_conv)
+x0_b, x_in_b = x0_d.expand(B, -1, -1, -1), x_in_d.expand(B, -1, -1, -1)
+res_b = x_in_b - x0_b
+gen = seed_everything(9)
+eps_b = torch.randn(x0_b.shape, generator=gen, dtype=torch.float64)
+
+for sched in (sched_r1, sched_r001, sched_ddim):
+    x_t = q_sample(x0_b, x_in_b, t_conv, sched, noise=eps_b)
+    a = sched.alphas_cumsum[t_conv].reshape(B, 1, 1, 1)
+    b = sched.betas_cumsum[t_conv].reshape(B, 1, 1, 1)
+    # float64 rounding (~1e-16 on values of size ~1) is amplified by the division in each formula
+    tol_div_beta, tol_div_one_minus_alpha = 1e-13 / b, 1e-13 / (1 - a)
+    # exact predictions → exact conversions
+    assert ((predict_noise_from_res(x_t, x_in_b, res_b, t_conv, sched) - eps_b).abs() <= tol_div_beta).all()
+    assert ((predict_res_from_noise(x_t, x_in_b, eps_b, t_conv, sched) - res_b).abs() <= tol_div_one_minus_alpha).all()
+    assert torch.allclose(predict_x0_from_res_noise(x_t, res_b, eps_b, t_conv, sched), x0_b, rtol=0, atol=1e-13)
+    assert ((predict_x0_from_noise(x_t, x_in_b, eps_b, t_conv, sched) - x0_b).abs() <= tol_div_one_minus_alpha).all()
+    # an imperfect residual prediction: the round trip is still the identity
+    res_guess = res_b + 0.1 * torch.randn(res_b.shape, generator=gen, dtype=torch.float64)
+    eps_from_res = predict_noise_from_res(x_t, x_in_b, res_guess, t_conv, sched)
+    res_back = predict_res_from_noise(x_t, x_in_b, eps_from_res, t_conv, sched)
+    assert ((res_back - res_guess).abs() <= tol_div_one_minus_alpha).all()
+    x0_hat = predict_x0_from_res_noise(x_t, res_guess, eps_from_res, t_conv, sched)
+    assert torch.allclose(x0_hat, x_in_b - res_guess, rtol=0, atol=1e-12)
+    # an error δ in ε̂ becomes an error β̄_t/(1 − ᾱ_t)·δ in Î_res
+    delta = 1e-3
+    shift = predict_res_from_noise(x_t, x_in_b, eps_b + delta, t_conv, sched) - res_b
+    gain = b / (1 - a)
+    assert torch.allclose(shift, gain * delta * torch.ones_like(shift), rtol=1e-6, atol=1e-9)
+    print(f"{sched.name}: conversions exact; gain β̄/(1−ᾱ) at t = {t_conv.tolist()}: "
+          + ", ".join(f"{float(v):.3g}" for v in gain.flatten()))
+
+# at ᾱ_t = 1 the noise → residual conversion refuses, with a clear message
+t_last = torch.full((1,), T - 1)
+x_t_last = q_sample(x0_d, x_in_d, t_last, sched_r1, noise=eps_b[:1])
+for fn in (predict_res_from_noise, predict_x0_from_noise):
+    try:
+        fn(x_t_last, x_in_d, eps_b[:1], t_last, sched_r1)
+    except ValueError as err:
+        message = str(err)
+        print(f"{fn.__name__} at t = {T - 1}: ValueError: {message}")
+        assert "ᾱ_t = 1" in message
+    else:
+        raise AssertionError(f"{fn.__name__} should refuse at ᾱ_t = 1")
+# the other direction is fine there
+assert torch.allclose(predict_noise_from_res(x_t_last, x_in_d, x_in_d - x0_d, t_last, sched_r1), eps_b[:1], atol=1e-12)
+
+# %% [markdown]
+# The error gain $\bar\beta_t/(1-\bar\alpha_t)$ of the noise → residual conversion over $t$. For
+# the reference schedule it diverges at the last step (where a pure noise predictor cannot restore
+# at all); for the DDIM-converted schedule it grows to $\sqrt{1-\gamma_T}/\sqrt{\gamma_T} \approx 157$
+# but stays finite. This is one reason RDDM predicts the residual (or both) for restoration.
+
+# %%
+seed_everything(10)
+fig, ax = plt.subplots(figsize=(6, 3.4))
+t_gain = torch.arange(T - 1)  # the last step is excluded: the gain is infinite there for rddm schedules
+for sched, label in [(sched_r1, "rddm, sum_scale 1"), (sched_r001, "rddm, sum_scale 0.01"), (sched_ddim, "ddim-converted")]:
+    gain = sched.betas_cumsum[t_gain] / (1 - sched.alphas_cumsum[t_gain])
+    ax.semilogy(t_gain, gain, label=label)
+ddim_gain_last = float(sched_ddim.betas_cumsum[-1] / (1 - sched_ddim.alphas_cumsum[-1]))
+assert abs(ddim_gain_last - math.sqrt((1 - gammas[-1]) / gammas[-1])) < 1e-9 and 150 < ddim_gain_last < 160
+ax.set(xlabel="t", ylabel=r"$\bar\beta_t / (1-\bar\alpha_t)$", title=r"error gain of $\hat\epsilon \to \hat I_{res}$")
+ax.legend(fontsize=8)
+fig.tight_layout()
+savefig(fig, "01_noise_to_residual_gain")
+plt.show()
+plt.close(fig)
+
+# %% [markdown]
+# ## 6. DRDD: two decoupled forward processes
+#
+# In RDDM one process adds the residual *and* the noise, with coupled coefficients
+# $(\bar\alpha_t, \bar\beta_t)$. DRDD (decoupled residual denoising diffusion, 2026) splits it into
+# two processes, each learned by its own network:
+#
+# **Stage 1 — noise diffusion** (a plain variance-exploding denoiser):
+#
+# $$I^1_t = I_0 + \bar\beta_t\,\epsilon.$$
+#
+# This is RDDM's marginal with $I_\text{res} = 0$, and **$I_\text{in}$ does not appear**: the
+# denoiser can be trained on *unpaired* clean images of the target domain.
+#
+# **Stage 2 — residual diffusion at a fixed noise level** $\sigma$ (the paper's "noise strength";
+# by default $\sigma = \bar\beta_T$):
+#
+# $$I^2_0 = I_0 + \sigma\,\epsilon',\qquad I^2_t = I^2_0 + \bar\alpha_t\,I_\text{res}.$$
+#
+# The noise is drawn once and does not change with $t$; only the residual is added, inside an
+# already-noisy domain. With $\bar\alpha_T = 1$ the end point is
+#
+# $$I^2_T = I_\text{in} + \sigma\,\epsilon',$$
+#
+# computable at test time from the degraded input alone: **DRDD sampling starts there**, first
+# removes the residual in the noisy domain (reversing stage 2, landing near $I_0 + \sigma\epsilon'$),
+# then removes the noise with the stage-1 denoiser.
+#
+# Checks: the stage-1 sampler takes no `x_in` at all; stage 1 equals `q_sample` with
+# $I_\text{in} = I_0$; stage 2 hits its end points exactly and has noise std $\sigma$ at *every* $t$;
+# and the DRDD starting point coincides with RDDM's end point when `sum_scale` = $\sigma^2$ — the
+# two methods start from the same distribution and differ in the path they take back.
+
+# %%
+assert "x_in" not in inspect.signature(q_sample_noise_stage).parameters, "stage 1 must not need the degraded input"
+sigma = sched_r1.noise_strength
+assert sigma == 1.0
+
+gen = seed_everything(11)
+eps1 = torch.randn(x0_img.shape, generator=gen)
+eps2 = torch.randn(x0_img.shape, generator=gen)
+for t in show_t:
+    stage1 = q_sample_noise_stage(x0_img, t, sched_r1, noise=eps1)
+    assert torch.allclose(stage1, q_sample(x0_img, x0_img, t, sched_r1, noise=eps1), atol=1e-6)
+    assert torch.allclose(stage1, x0_img + float(sched_r1.betas_cumsum[t]) * eps1, atol=1e-6)
+    stage2 = q_sample_residual_stage(x0_img, x_in_img, t, sched_r1, noise=eps2)
+    assert torch.allclose(stage2 - (x0_img + sigma * eps2), float(sched_r1.alphas_cumsum[t]) * res_img, atol=1e-5)
+
+# end points: stage 1 ends at I_0 + σ·ε, stage 2 at I_in + σ·ε' (where DRDD sampling starts)
+assert torch.allclose(q_sample_noise_stage(x0_img, T - 1, sched_r1, noise=eps1), x0_img + sigma * eps1, atol=1e-6)
+drdd_start = q_sample_residual_stage(x0_img, x_in_img, T - 1, sched_r1, noise=eps2)
+assert torch.allclose(drdd_start, x_in_img + sigma * eps2, atol=1e-6)
+# another noise strength, e.g. σ = 0.5 (it need not come from the schedule)
+assert torch.allclose(q_sample_residual_stage(x0_img, x_in_img, T - 1, sched_r1, noise=eps2, noise_strength=0.5),
+                      x_in_img + 0.5 * eps2, atol=1e-6)
+# same start as RDDM with sum_scale = σ² (same noise), but a different path: at t = 499 RDDM carries
+# noise β̄_499 ≈ 0.5 while DRDD's stage 2 always carries σ = 1
+assert torch.allclose(drdd_start, q_sample(x0_img, x_in_img, T - 1, rddm_schedule(T, sum_scale=sigma**2), noise=eps2), atol=1e-6)
+assert float(sched_r1.betas_cumsum[499]) < 0.51 * sigma
+print("DRDD stage identities and end points: OK")
+
+# %% [markdown]
+# Monte-Carlo moments of the two stages on the 2×2 toy image: stage 1 has mean $I_0$ and std
+# $\bar\beta_t$; stage 2 has mean $I_0 + \bar\alpha_t I_\text{res}$ and std $\sigma$ **for every
+# $t$** (also for a non-default $\sigma$).
+
+# %%
+seed_everything(12)
+x0_n, x_in_n = x0_toy.expand(n_mc, -1, -1, -1), x_in_toy.expand(n_mc, -1, -1, -1)
+for t in (0, 249, 499, 999):
+    a_t, b_t = float(sched_r1.alphas_cumsum[t]), float(sched_r1.betas_cumsum[t])
+    s1 = q_sample_noise_stage(x0_n, t, sched_r1)
+    check_moments(s1.mean(0), s1.std(0), x0_toy[0], b_t, n_mc, f"stage 1, t={t}")
+    for noise_strength in (None, 0.5):
+        s2 = q_sample_residual_stage(x0_n, x_in_n, t, sched_r1, noise_strength=noise_strength)
+        sig = sigma if noise_strength is None else noise_strength
+        check_moments(s2.mean(0), s2.std(0), x0_toy[0] + a_t * res_toy[0], sig, n_mc, f"stage 2, σ={sig:g}, t={t}")
+
+# %% [markdown]
+# The two designs in the $(\bar\alpha, \bar\beta)$ plane (left): an RDDM forward process travels
+# along one curve from the clean image $(0, 0)$ to the noisy input $(1, \bar\beta_T)$; DRDD's
+# stage 1 covers the vertical segment $\bar\alpha = 0$ (noise only) and stage 2 the horizontal
+# segment $\bar\beta = \sigma$ (residual only). DRDD's sampler goes right-to-left along the top, then
+# down. (The DDIM-converted curve is shown for comparison; it never reaches $\bar\alpha = 1$.)
+# Right: image strips of the two DRDD stages.
+
+# %%
+seed_everything(13)
+fig = plt.figure(figsize=(13, 4.2))
+grid = fig.add_gridspec(2, 1 + len(show_t), width_ratios=[2.6] + [1] * len(show_t))
+ax = fig.add_subplot(grid[:, 0])
+for sched, label in [(sched_r1, "RDDM, sum_scale 1"), (sched_r001, "RDDM, sum_scale 0.01"), (sched_ddim, "ddim-converted")]:
+    ax.plot(sched.alphas_cumsum, sched.betas_cumsum, label=label)
+ax.plot([0, 0], [0, sigma], "k-", lw=3, alpha=0.6, label="DRDD stage 1 (noise)")
+ax.plot([0, 1], [sigma, sigma], "m-", lw=3, alpha=0.6, label=r"DRDD stage 2 (residual at $\sigma$)")
+ax.annotate("DRDD start\n$I_{in}+\\sigma\\epsilon'$", (1, sigma), (0.55, 0.62), fontsize=8, arrowprops={"arrowstyle": "->"})
+ax.set(xlabel=r"$\bar\alpha$ (share of residual added)", ylabel=r"$\bar\beta$ (noise std)", xlim=(-0.05, 1.1), ylim=(-0.05, 1.15))
+ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+ax.set_title("forward paths", fontsize=9)
+for c, t in enumerate(show_t):
+    for r, (img, title) in enumerate([
+        (q_sample_noise_stage(x0_img, t, sched_r1, noise=eps1), rf"stage 1: $\bar\beta$={float(sched_r1.betas_cumsum[t]):.2f}"),
+        (q_sample_residual_stage(x0_img, x_in_img, t, sched_r1, noise=eps2), rf"stage 2: $\bar\alpha$={float(sched_r1.alphas_cumsum[t]):.2f}"),
+    ]):
+        a = fig.add_subplot(grid[r, 1 + c])
+        a.imshow(from_model_range(img)[0].permute(1, 2, 0).numpy(), interpolation="nearest")
+        a.set_title(f"t={t}\n{title}", fontsize=6)
+        a.set_xticks([])
+        a.set_yticks([])
+fig.tight_layout()
+savefig(fig, "01_drdd_forward_paths", dpi=80)
+plt.show()
+plt.close(fig)
+
+# %% [markdown]
+# ### Why decouple? (the DRDD paper's argument, in brief)
+#
+# The following are **claims of the DRDD paper**, not results of this notebook:
+#
+# * *Noise as a domain harmoniser.* Different degradations (rain, haze, low light, …) give inputs
+#   with very different statistics. Adding the same Gaussian noise makes their distributions more
+#   alike; the paper's Proposition 3.1 states that adding the same noise $\mathcal N(0,\sigma^2)$
+#   to two different distributions strictly decreases their KL divergence. A residual network that
+#   works in the noisy domain (stage 2, at fixed $\sigma$) therefore sees harmonised inputs.
+# * *Keeping the noise until the end.* In a coupled process the noise is removed together with the
+#   residual; the paper argues this removes the noise "too early" and loses the harmonising effect.
+#   In DRDD the residual is removed while the noise level stays at $\sigma$.
+# * *The denoiser needs only clean images.* Stage 1 never sees $I_\text{in}$, so it can be trained
+#   on unpaired clean target-domain images (or start from a denoiser pretrained on natural
+#   images). The paper reports that DRDD degrades less than baselines when the amount of *paired*
+#   training data is reduced.
+#
+# What we *can* check here is the simplest special case of Proposition 3.1: two 1-D Gaussian
+# "domains" $P = \mathcal N(\mu_P, s^2)$ and $Q = \mathcal N(\mu_Q, s^2)$. Adding independent
+# $\mathcal N(0,\sigma^2)$ noise gives $\mathcal N(\mu, s^2+\sigma^2)$, and
+# $\mathrm{KL}(P_\sigma\|Q_\sigma) = (\mu_P-\mu_Q)^2 / \big(2(s^2+\sigma^2)\big)$, which strictly
+# decreases with $\sigma$. We verify the formula by Monte Carlo
+# ($\mathrm{KL} = \mathbb E_{x\sim P_\sigma}[\log p_\sigma(x) - \log q_\sigma(x)]$) and the monotone
+# decrease on a grid. (Whether noise harmonises *real image* domains, and how much is optimal, is the
+# subject of a later notebook.)
+
+# %%
+mu_p, mu_q, s = 0.4, -0.3, 0.2
+sigmas = [0.0, 0.1, 0.25, 0.5, 1.0, 1.5]
+kl_closed = [(mu_p - mu_q) ** 2 / (2 * (s**2 + sg**2)) for sg in sigmas]
+assert all(k1 > k2 for k1, k2 in zip(kl_closed[:-1], kl_closed[1:], strict=True)), "KL must strictly decrease with σ"
+gen = seed_everything(14)
+n_kl = pick(200_000, 40_000)
+z_star = z_threshold(len(sigmas))
+for sg, kl in zip(sigmas, kl_closed, strict=True):
+    v = s**2 + sg**2
+    x = mu_p + math.sqrt(v) * torch.randn(n_kl, generator=gen, dtype=torch.float64)
+    log_ratio = ((x - mu_q) ** 2 - (x - mu_p) ** 2) / (2 * v)  # log p_σ(x) − log q_σ(x)
+    se = float(log_ratio.std()) / math.sqrt(n_kl)
+    z = abs(float(log_ratio.mean()) - kl) / se
+    print(f"σ = {sg:4.2f}: KL closed form {kl:.4f}, Monte Carlo {float(log_ratio.mean()):.4f} (|z| = {z:.2f})")
+    assert z < z_star
+
+# %%
+elapsed = time.perf_counter() - START
+print(f"notebook ran in {elapsed:.1f} s ({'smoke' if is_smoke() else 'full'} size)")
+assert elapsed < 180
+
+# %% [markdown]
+# ## Summary
+#
+# * DDPM: $x_t = \sqrt{\gamma_t}x_0 + \sqrt{1-\gamma_t}\epsilon$ (we write $\gamma$ for DDPM's cumulative product).
+# * RDDM adds the residual $I_\text{res} = I_\text{in} - I_0$ and noise:
+#   $I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\epsilon$ with cumulative sums
+#   $\bar\alpha_t = \sum\alpha_i$, $\bar\beta_t^2 = \sum\beta_i^2$; the reference schedule has
+#   $\bar\alpha_T = 1$ and $\bar\beta_T^2$ = `sum_scale`, so it ends at the noisy degraded input.
+# * With $\bar\alpha_t = 1 - \sqrt{\gamma_t}$, $\bar\beta_t^2 = 1-\gamma_t$ and $I_\text{in} = 0$,
+#   RDDM *is* DDPM, sample by sample.
+# * Residual → noise is always possible; noise → residual divides by $1-\bar\alpha_t$ and is
+#   impossible at $\bar\alpha_t = 1$.
+# * DRDD decouples: a noise-only process (no $I_\text{in}$, unpaired clean data) and a residual
+#   process at fixed noise $\sigma$ ending at $I_\text{in} + \sigma\epsilon'$, where sampling starts.
+#
+# ## Exercises
+#
+# 1. **Predict, then check.** For `rddm_schedule(1000, sum_scale=0.1)`, what are $\bar\alpha_{999}$,
+#    $\bar\beta_{999}$ and $\bar\alpha_{499}$? Compute them by hand, then assert them against the
+#    library. *Hint:* $\bar\beta_T^2 = \texttt{sum\_scale}$; for the linear schedule,
+#    $\bar\alpha_t = 1 - (T-t')(T-t'+1)/(T(T+1))$ with $t' = t+1$.
+# 2. **The per-step DDIM-converted coefficients.** Plot $\alpha_t$ and $\beta_t^2$ of
+#    `ddim_converted_schedule()`. Is $\alpha_t$ monotone like the reference schedule's? Where is it
+#    largest? *Hint:* $\alpha_t = \sqrt{\gamma_{t-1}} - \sqrt{\gamma_t}$; compare with
+#    `sched.alphas`.
+# 3. **DDIM-converted RDDM with an input.** For `ddim_converted_schedule` and $I_\text{in} \ne 0$,
+#    derive the mean and variance of $I_t$ and check them by Monte Carlo with `check_moments`. What
+#    does $I_T$ look like — where would a sampler start? *Hint:* the mean is
+#    $\sqrt{\gamma_t}I_0 + (1-\sqrt{\gamma_t})I_\text{in}$; look at $\bar\alpha_{999}$.
+# 4. **SM-N in float32.** Repeat the conversion checks of §5 in float32 instead of float64, for
+#    $t = 990, \dots, 998$ of the reference schedule. How large is the error of $\hat I_\text{res}$
+#    computed from the *exact* noise? Explain it with the gain $\bar\beta_t/(1-\bar\alpha_t)$.
+#    *Hint:* float32 rounds $I_t$ to a relative error of about $6\cdot10^{-8}$; multiply by the gain.
+# 5. **A two-phase RDDM schedule.** Build a `Schedule` that first adds (almost) all the noise and
+#    only then the residual — RDDM's closest imitation of DRDD's forward path. Why can't the
+#    noise increments be exactly zero in the second phase? Draw its path in the $(\bar\alpha,
+#    \bar\beta)$ plane next to DRDD's. *Hint:* read the checks in `Schedule.__post_init__`
+#    (`betas2` must be > 0 everywhere); use `alphas_cumsum = torch.cumsum(alphas, 0)`.
+# 6. **Noise shrinks differences, also between unequal variances.** Generalise the KL check of §6 to
+#    $P = \mathcal N(\mu_P, s_P^2)$, $Q = \mathcal N(\mu_Q, s_Q^2)$ with $s_P \ne s_Q$: write
+#    $\mathrm{KL}(P_\sigma\|Q_\sigma)$ in closed form, verify it by Monte Carlo, and check on a grid
+#    that it decreases with $\sigma$, as Proposition 3.1 of the DRDD paper states. *Hint:*
+#    $\mathrm{KL}(\mathcal N(\mu_1, v_1)\|\mathcal N(\mu_2, v_2)) = \tfrac12\big(\log\tfrac{v_2}{v_1}
+#    + \tfrac{v_1 + (\mu_1-\mu_2)^2}{v_2} - 1\big)$ with $v_i = s_i^2 + \sigma^2$.
