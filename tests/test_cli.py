@@ -31,3 +31,16 @@ def test_notebook_sources(tmp_path):
         notebook_sources(tmp_path, ["09"])
     with pytest.raises(FileNotFoundError, match="notebook folder"):
         notebook_sources(tmp_path / "missing")
+
+
+def test_course_runs_a_notebook_headlessly(tmp_path, monkeypatch):
+    """The main job's machinery: execute notebook 01 at smoke size, write .ipynb and .html."""
+    from drdd_edu.course import run_course
+
+    monkeypatch.setenv("DRDD_EDU_SMOKE", "1")
+    monkeypatch.setenv("DRDD_EDU_FIGURES", str(tmp_path / "figures"))
+    runs = run_course(tmp_path / "course", smoke=True, select=["01"])
+    assert [r.name for r in runs] == ["01_forward_processes"]
+    assert runs[0].ipynb.is_file() and runs[0].html is not None
+    assert "Forward processes" in runs[0].html.read_text(encoding="utf-8")
+    assert any((tmp_path / "figures").glob("01_*.png")), "the notebook saves its figures"
