@@ -26,15 +26,6 @@ from drdd_edu.degradations import DEGRADATIONS, TASKS
 SMALL = {"size": 32, "seed": 0, "scales": (1.0, 0.5), "max_patches_per_image": 10}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread avoids stalls on a busy 2-core machine (restored after)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> AllInOne5:
     return build_all_in_one5(cache_dir=tmp_path_factory.mktemp("cache"), progress=False, **SMALL)

@@ -21,15 +21,6 @@ from drdd_edu.degradations import (
 from drdd_edu.metrics import psnr
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread avoids stalls on a busy 2-core machine (restored after)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def photos() -> torch.Tensor:
     """Four real 64×64 colour crops in [0, 1]: (4, 3, 64, 64)."""
