@@ -25,7 +25,7 @@ Construction (all steps seeded and deterministic):
    seed ``SeedSequence([seed, 2, split, i])``, so a sample does not depend on any other sample,
    then quantised to uint8.
 5. **Data-fraction subsets.** ``AllInOne5.subset_indices(split, fraction)`` keeps, *per task*,
-   the first ``round(fraction · n_task)`` patches of a fixed seeded permutation: deterministic,
+   the first ``⌊fraction · n_task + ½⌋ (round half up)`` patches of a fixed seeded permutation: deterministic,
    stratified by task and nested (the 25 % subset ⊂ 50 % ⊂ 75 % ⊂ 100 %).
 
 Caching: the arrays are saved once as an uncompressed ``.npz`` without pickles
@@ -490,7 +490,7 @@ class AllInOne5:
     def subset_indices(self, split: str = "train", fraction: float = 1.0) -> Tensor:
         """Sorted indices of a deterministic, task-stratified, nested ``fraction`` of a split.
 
-        For each task ``k`` with ``n_k`` patches, the first ``max(1, round(fraction · n_k))`` of
+        For each task ``k`` with ``n_k`` patches, the first ``max(1, ⌊fraction · n_k + ½⌋)`` of
         a permutation seeded by ``(seed, 3, split, k)`` are kept. Because the permutation does not
         depend on ``fraction``, smaller fractions give subsets of larger ones.
 
