@@ -426,6 +426,8 @@ def sample_drdd_iter(
        the timestep whose β̄_t is closest to σ, ``noise_steps`` calls of ``noise_model(x_t, t)``.
 
     Shapes (B, C, H, W); yields a StepState per network call (stage ``"residual"``/``"noise"``).
+    σ may not exceed the noise schedule's β̄_{T−1}: for a noise-strength sweep up to σ_max,
+    build the noise schedule with ``sum_scale = σ_max²``.
     """
     check_image_batch("x_in", x_in)
     sigma = noise_schedule.noise_strength if noise_strength is None else float(noise_strength)

@@ -234,7 +234,12 @@ def gaussian_objective(
     bandwidth: float,
     lam: float = 0.5,
 ) -> ObjectiveCurves:
-    """(T1) under the Gaussian model: A(σ) = MMD(N_s^σ, N_t^σ), B(σ) = MMD(N_s^σ, N_s)."""
+    """(T1) under the Gaussian model: A(σ) = MMD(N_s^σ, N_t^σ), B(σ) = MMD(N_s^σ, N_s).
+
+    σ is the noise std *in feature space*. For :class:`~drdd_edu.harmonize.PixelFeatures`
+    with ``pool = p`` (p×p average pooling of pixels that each got N(0, σ²) noise) pass
+    σ/p, not the pixel-space σ that :func:`noise_objective` uses.
+    """
     sig = np.asarray(sigmas, dtype=float)
     A = [max(gaussian_mmd2(source, target, bandwidth, s, s), 0.0) ** 0.5 for s in sig]
     B = [max(gaussian_mmd2(source, source, bandwidth, s, 0.0), 0.0) ** 0.5 for s in sig]
