@@ -109,7 +109,12 @@ def features_at_noise(
     generator: torch.Generator | None = None,
     batch_size: int = 256,
 ) -> Tensor:
-    """Features of the noisy images, shape (N, D), float32."""
+    """Features of the noisy images, shape (N, D), float32.
+
+    The noise (std σ) is added to the pixels *before* feature extraction, so features see
+    transformed noise: with :class:`PixelFeatures` (``pool = p``) each feature carries noise of
+    std σ/p — pass that to the feature-space formulas of :mod:`drdd_edu.theory`.
+    """
     out = []
     for start in range(0, images01.shape[0], batch_size):
         chunk = add_noise(images01[start : start + batch_size], sigma, generator)
@@ -249,5 +254,11 @@ def embed_2d(
         reducer = umap.UMAP(
             n_components=2, n_neighbors=n_neighbors, random_state=random_state, n_jobs=1
         )
-        return reducer.fit_transform(x), labels
+        threads = torch.get_num_threads()
+        try:
+            return reducer.fit_transform(x), labels
+        finally:
+            # numba/OpenMP inside UMAP resets torch's thread count as a side effect; on a busy
+            # 2-core machine later small-tensor torch work then slows down 10-100x
+            torch.set_num_threads(threads)
     raise ValueError(f"method must be 'umap' or 'pca', got {method!r}")

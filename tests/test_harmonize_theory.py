@@ -130,3 +130,11 @@ def test_gaussian_stats():
     st = gaussian_stats(x)
     np.testing.assert_allclose(st.mean, 2.0, atol=0.05)
     assert st.var == pytest.approx(0.25, rel=0.05)
+
+
+def test_umap_embedding_keeps_torch_threads():
+    doms = _domains(n=30, size=8)
+    torch.set_num_threads(1)
+    coords, labels = embed_2d({k: PixelFeatures(2)(v) for k, v in doms.items()}, method="umap")
+    assert coords.shape == (90, 2) and np.isfinite(coords).all()
+    assert torch.get_num_threads() == 1, "embed_2d must restore torch's thread count"
