@@ -4,6 +4,10 @@ drdd-edu info                       versions, device, where things are
 drdd-edu course [--smoke] [--only 01 02] [--out build/course]
                                     execute the notebooks, write figures and HTML pages
 drdd-edu notebooks [--out DIR]      write .ipynb files from the jupytext sources
+drdd-edu assignments build [--out build/assignments] [--only 01 02] [--format ipynb py]
+                                    write student versions (no solutions, no hidden tests)
+drdd-edu assignments grade SUBMISSION [--source notebooks/NN_x.py] [--full-size] [--json]
+                                    grade a returned notebook; exit 2 if it cannot be graded
 """
 
 from __future__ import annotations
@@ -43,6 +47,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     nbs = sub.add_parser("notebooks", help="write .ipynb files from the jupytext percent sources")
     nbs.add_argument("--out", type=Path, default=None, help="folder (default: beside the sources)")
+
+    asg = sub.add_parser("assignments", help="build student versions of the exercises; grade them")
+    asg_sub = asg.add_subparsers(dest="action", required=True)
+    build = asg_sub.add_parser(
+        "build", help="write student notebooks: solutions stubbed out, hidden tests removed"
+    )
+    build.add_argument(
+        "--out",
+        type=Path,
+        default=Path("build/assignments"),
+        help="output folder (default build/assignments)",
+    )
+    build.add_argument("--only", nargs="+", metavar="NN", help="notebook prefixes, e.g. 01 02")
+    build.add_argument(
+        "--format",
+        nargs="+",
+        choices=["ipynb", "py"],
+        default=["ipynb"],
+        help="student file formats (default ipynb)",
+    )
+    grade = asg_sub.add_parser("grade", help="grade a returned notebook; print the score")
+    grade.add_argument("submission", type=Path, help="the student's .ipynb")
+    grade.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="instructor notebook (default: inferred from the submission's name)",
+    )
+    grade.add_argument(
+        "--full-size", action="store_true", help="run at full size instead of the CI size"
+    )
+    grade.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds")
+    grade.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -86,6 +123,31 @@ def _notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _assignments(args: argparse.Namespace) -> int:
+    from .assignments import AssignmentError, build_all, grade
+
+    try:
+        if args.action == "build":
+            written = build_all(args.out, select=args.only, formats=args.format)
+            if not written:
+                print("no selected notebook has graded exercises", file=sys.stderr)
+                return 1
+            for path in written:
+                print(path)
+            return 0
+        report = grade(
+            args.submission,
+            args.source,
+            smoke=not args.full_size,
+            timeout_s=args.timeout,
+        )
+    except (AssignmentError, FileNotFoundError, ValueError) as err:
+        print(f"drdd-edu assignments {args.action}: error: {err}", file=sys.stderr)
+        return 2
+    print(report.to_json() if args.json else report.summary())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "info":
@@ -94,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _course(args)
     if args.command == "notebooks":
         return _notebooks(args)
+    if args.command == "assignments":
+        return _assignments(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects others
 
 

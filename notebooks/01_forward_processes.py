@@ -771,3 +771,88 @@ assert elapsed < 180
 #    that it decreases with $\sigma$, as Proposition 3.1 of the DRDD paper states. *Hint:*
 #    $\mathrm{KL}(\mathcal N(\mu_1, v_1)\|\mathcal N(\mu_2, v_2)) = \tfrac12\big(\log\tfrac{v_2}{v_1}
 #    + \tfrac{v_1 + (\mu_1-\mu_2)^2}{v_2} - 1\big)$ with $v_i = s_i^2 + \sigma^2$.
+#
+# ### Graded exercises
+#
+# The next two exercises are graded automatically (`drdd-edu assignments grade`). In your copy of
+# the notebook each function body is `raise NotImplementedError()`: replace it with your code and
+# keep the function's name and signature. The test cell below each exercise shows some of the checks;
+# the grader adds a few hidden ones (other schedules, float32, boundary steps) and restores the test
+# cells, so editing them does not change your score.
+#
+# **Exercise A (2 points) — the RDDM marginal by hand.** Write `my_q_sample(x0, x_in, t, schedule, noise)`
+# returning $I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\,\epsilon$ for an integer `t`, using only
+# `schedule.alphas_cumsum` ($\bar\alpha_t$) and `schedule.betas2_cumsum` ($\bar\beta_t^2$) — not `q_sample`.
+# *Hint:* §2; mind that the schedule stores $\bar\beta_t^2$, not $\bar\beta_t$.
+
+# %% nbgrader={"grade": false, "grade_id": "ex01-q-sample", "locked": false, "solution": true, "schema_version": 3}
+def my_q_sample(x0, x_in, t, schedule, noise):
+    """I_t = I_0 + ᾱ_t·(I_in − I_0) + β̄_t·ε for an int t; tensors of shape (B, C, H, W)."""
+    ### BEGIN SOLUTION
+    alpha_bar = float(schedule.alphas_cumsum[t])
+    beta_bar = math.sqrt(float(schedule.betas2_cumsum[t]))
+    return x0 + alpha_bar * (x_in - x0) + beta_bar * noise
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ex01-q-sample-test", "points": 2, "locked": true, "solution": false, "schema_version": 3}
+gen_ex = seed_everything(21)
+x0_ex = torch.rand(4, 3, 8, 8, generator=gen_ex, dtype=torch.float64) * 2 - 1
+x_in_ex = torch.rand(4, 3, 8, 8, generator=gen_ex, dtype=torch.float64) * 2 - 1
+eps_ex = torch.randn(4, 3, 8, 8, generator=gen_ex, dtype=torch.float64)
+sched_ex = rddm_schedule(1000, sum_scale=1.0)
+for t_ex in (0, 499, 999):
+    mine = my_q_sample(x0_ex, x_in_ex, t_ex, sched_ex, eps_ex)
+    assert mine.shape == x0_ex.shape, f"shape {tuple(mine.shape)}, expected {tuple(x0_ex.shape)}"
+    assert torch.allclose(mine, q_sample(x0_ex, x_in_ex, t_ex, sched_ex, noise=eps_ex), rtol=0, atol=1e-12), t_ex
+# ᾱ_T = 1 and β̄_T² = sum_scale = 1: the last step is the degraded input plus unit noise
+assert torch.allclose(my_q_sample(x0_ex, x_in_ex, 999, sched_ex, eps_ex), x_in_ex + eps_ex, rtol=0, atol=1e-12)
+print("Exercise A: visible checks passed")
+### BEGIN HIDDEN TESTS
+for sched_h in (rddm_schedule(1000, sum_scale=0.01), ddim_converted_schedule(1000),
+                rddm_schedule(50, sum_scale=1.0, alpha_power=2.0, beta_power=0.5)):
+    for t_h in (0, sched_h.T // 3, sched_h.T - 1):
+        ref_h = q_sample(x0_ex, x_in_ex, t_h, sched_h, noise=eps_ex)
+        assert torch.allclose(my_q_sample(x0_ex, x_in_ex, t_h, sched_h, eps_ex), ref_h, rtol=0, atol=1e-12), (sched_h.name, t_h)
+# float32 images, as in the rest of the course
+mine32 = my_q_sample(x0_ex.float(), x_in_ex.float(), 250, sched_ex, eps_ex.float())
+assert torch.allclose(mine32.double(), q_sample(x0_ex, x_in_ex, 250, sched_ex, noise=eps_ex), rtol=0, atol=1e-5)
+# no noise: the mean path moves from I_0 (t = 0 is almost I_0) to I_in
+assert torch.allclose(my_q_sample(x0_ex, x_in_ex, 999, sched_ex, torch.zeros_like(eps_ex)), x_in_ex, atol=1e-12)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise B (2 points) — the DDIM coefficient conversion.** Write `ddim_coefficients(T, beta_start, beta_end)`
+# returning the pair $(\bar\alpha_t, \bar\beta_t^2)_{t=0}^{T-1}$ of §3 as float64 tensors of shape `(T,)`, starting
+# from the DDPM betas `linspace(beta_start, beta_end, T)` — without `ddim_converted_schedule`.
+# *Hint:* $\gamma_t = \prod_{i\le t}(1-b_i)$ is `torch.cumprod`; $\bar\alpha_t = 1-\sqrt{\gamma_t}$, $\bar\beta_t^2 = 1-\gamma_t$.
+
+# %% nbgrader={"grade": false, "grade_id": "ex01-ddim-coefficients", "locked": false, "solution": true, "schema_version": 3}
+def ddim_coefficients(T, beta_start=1e-4, beta_end=0.02):
+    """(ᾱ_t, β̄_t²) of the DDIM-converted schedule: float64 tensors of shape (T,)."""
+    ### BEGIN SOLUTION
+    ddpm_betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+    gammas_ex = torch.cumprod(1.0 - ddpm_betas, 0)  # γ_t
+    return 1.0 - gammas_ex.sqrt(), 1.0 - gammas_ex
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ex01-ddim-coefficients-test", "points": 2, "locked": true, "solution": false, "schema_version": 3}
+alpha_bar_ex, beta2_bar_ex = ddim_coefficients(1000)
+assert alpha_bar_ex.shape == beta2_bar_ex.shape == (1000,)
+ref_ex = ddim_converted_schedule(1000)
+assert torch.allclose(alpha_bar_ex.double(), ref_ex.alphas_cumsum, rtol=0, atol=1e-12)
+assert torch.allclose(beta2_bar_ex.double(), ref_ex.betas2_cumsum, rtol=0, atol=1e-12)
+# variance preserving: (1 − ᾱ_t)² + β̄_t² = 1
+assert torch.allclose((1 - alpha_bar_ex) ** 2 + beta2_bar_ex, torch.ones(1000, dtype=torch.float64), atol=1e-12)
+print(f"Exercise B: visible checks passed (ᾱ_999 = {float(alpha_bar_ex[-1]):.5f})")
+### BEGIN HIDDEN TESTS
+for T_h, lo_h, hi_h in ((200, 1e-3, 0.05), (10, 0.1, 0.2), (1000, 1e-4, 0.02)):
+    a_h, b2_h = ddim_coefficients(T_h, lo_h, hi_h)
+    ref_h = ddim_converted_schedule(T_h, lo_h, hi_h)
+    assert a_h.dtype == b2_h.dtype == torch.float64, "float64, please"
+    assert torch.allclose(a_h, ref_h.alphas_cumsum, rtol=0, atol=1e-12), T_h
+    assert torch.allclose(b2_h, ref_h.betas2_cumsum, rtol=0, atol=1e-12), T_h
+    assert abs(float(a_h[0]) - (1 - math.sqrt(1 - lo_h))) < 1e-14  # γ_0 = 1 − b_0
+    assert (torch.diff(a_h) > 0).all() and (torch.diff(b2_h) > 0).all()
+### END HIDDEN TESTS

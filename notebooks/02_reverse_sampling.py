@@ -909,3 +909,108 @@ assert elapsed < 180
 #    `sample_path`. Does it end on a training photo? *Hint:* the outcome is decided while enough noise is
 #    left to move between photos, i.e. while $\bar\beta$ is large compared with
 #    $(1-\bar\alpha)\,\|I_0^j - I_0^k\|/\sqrt{D}$.
+#
+# ### Graded exercises
+#
+# The next two exercises are graded automatically (`drdd-edu assignments grade`). In your copy of
+# the notebook each function body is `raise NotImplementedError()`: replace it with your code and
+# keep the function's name and signature. The test cell below each exercise shows some of the checks;
+# the grader adds a few hidden ones and restores the test cells, so editing them does not change
+# your score.
+#
+# **Exercise C (2 points) — ε̂ from Î_res (mode SM-Res).** Write
+# `noise_from_residual(x_t, x_in, res_hat, t, schedule)` returning
+# $\hat\epsilon = (I_t - I_\text{in} - (\bar\alpha_t - 1)\hat I_\text{res})/\bar\beta_t$ for an integer `t`, using
+# `schedule.alphas_cumsum` and `schedule.betas2_cumsum` (not the library's `predict_noise_from_res`).
+# It must work at every $t$, including $t = T-1$ where $\bar\alpha_t = 1$. *Hint:* §2's table.
+
+# %% nbgrader={"grade": false, "grade_id": "ex02-noise-from-residual", "locked": false, "solution": true, "schema_version": 3}
+def noise_from_residual(x_t, x_in, res_hat, t, schedule):
+    """ε̂ = (I_t − I_in − (ᾱ_t − 1)·Î_res) / β̄_t for an int t; tensors of shape (B, C, H, W)."""
+    ### BEGIN SOLUTION
+    alpha_bar = float(schedule.alphas_cumsum[t])
+    beta_bar = math.sqrt(float(schedule.betas2_cumsum[t]))
+    return (x_t - x_in - (alpha_bar - 1.0) * res_hat) / beta_bar
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ex02-noise-from-residual-test", "points": 2, "locked": true, "solution": false, "schema_version": 3}
+gen_ex = seed_everything(31)
+x0_ex = torch.rand(4, 3, 8, 8, generator=gen_ex, dtype=torch.float64) * 2 - 1
+x_in_ex = torch.rand(4, 3, 8, 8, generator=gen_ex, dtype=torch.float64) * 2 - 1
+eps_ex = torch.randn(4, 3, 8, 8, generator=gen_ex, dtype=torch.float64)
+sched_ex = rddm_schedule(1000, sum_scale=1.0)
+for t_ex in (0, 499, 998, 999):
+    x_t_ex = q_sample(x0_ex, x_in_ex, t_ex, sched_ex, noise=eps_ex)
+    eps_hat_ex = noise_from_residual(x_t_ex, x_in_ex, x_in_ex - x0_ex, t_ex, sched_ex)
+    assert eps_hat_ex.shape == x0_ex.shape
+    # the true residual gives back the true noise
+    assert torch.allclose(eps_hat_ex, eps_ex, rtol=0, atol=1e-10), t_ex
+print("Exercise C: visible checks passed")
+### BEGIN HIDDEN TESTS
+from drdd_edu.diffusion import predict_noise_from_res
+
+res_guess_h = (x_in_ex - x0_ex) + 0.1 * torch.randn(x0_ex.shape, generator=gen_ex, dtype=torch.float64)
+for sched_h in (rddm_schedule(1000, sum_scale=0.01), ddim_converted_schedule(1000)):
+    for t_h in (0, 333, 999):
+        x_t_h = q_sample(x0_ex, x_in_ex, t_h, sched_h, noise=eps_ex)
+        tt_h = torch.full((4,), t_h)
+        mine_h = noise_from_residual(x_t_h, x_in_ex, res_guess_h, t_h, sched_h)
+        assert torch.allclose(mine_h, predict_noise_from_res(x_t_h, x_in_ex, res_guess_h, tt_h, sched_h), rtol=0, atol=1e-9)
+        # consistency: x_t − ᾱ_t·Î_res − β̄_t·ε̂ is the I_0 that Î_res implies, I_in − Î_res
+        a_h, b_h = float(sched_h.alphas_cumsum[t_h]), float(sched_h.betas_cumsum[t_h])
+        assert torch.allclose(x_t_h - a_h * res_guess_h - b_h * mine_h, x_in_ex - res_guess_h, atol=1e-10)
+mine32_h = noise_from_residual(x0_ex.float(), x_in_ex.float(), x_in_ex.float() - x0_ex.float(), 500, sched_ex)
+assert torch.isfinite(mine32_h).all()
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise D (2 points) — one deterministic reverse step.** Write
+# `deterministic_step(x_t, res_hat, eps_hat, t, s, schedule)`: RDDM's generalised step of §2 with
+# $\eta = 0$ ($\sigma_t = 0$), from $t$ to $s < t$, where $s = -1$ is the final step with
+# $\bar\alpha_{-1} = \bar\beta_{-1} = 0$. Do not call `rddm_step`.
+# *Hint:* with $\sigma_t = 0$ the noise coefficient is $\bar\beta_t - \bar\beta_s$.
+
+# %% nbgrader={"grade": false, "grade_id": "ex02-deterministic-step", "locked": false, "solution": true, "schema_version": 3}
+def deterministic_step(x_t, res_hat, eps_hat, t, s, schedule):
+    """I_s = I_t − (ᾱ_t − ᾱ_s)·Î_res − (β̄_t − β̄_s)·ε̂ for ints t > s ≥ −1 (ᾱ_{−1} = β̄_{−1} = 0)."""
+    ### BEGIN SOLUTION
+    def coefficients(u):
+        if u < 0:
+            return 0.0, 0.0
+        return float(schedule.alphas_cumsum[u]), math.sqrt(float(schedule.betas2_cumsum[u]))
+
+    (a_t, b_t), (a_s, b_s) = coefficients(t), coefficients(s)
+    return x_t - (a_t - a_s) * res_hat - (b_t - b_s) * eps_hat
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ex02-deterministic-step-test", "points": 2, "locked": true, "solution": false, "schema_version": 3}
+gen_ex = seed_everything(32)
+x_t_ex = torch.randn(4, 3, 8, 8, generator=gen_ex, dtype=torch.float64)
+res_ex = torch.randn(4, 3, 8, 8, generator=gen_ex, dtype=torch.float64)
+eps_ex = torch.randn(4, 3, 8, 8, generator=gen_ex, dtype=torch.float64)
+sched_ex = rddm_schedule(1000, sum_scale=1.0)
+for t_ex, s_ex in timestep_pairs(1000, 10):  # the last pair is (99, −1)
+    mine = deterministic_step(x_t_ex, res_ex, eps_ex, t_ex, s_ex, sched_ex)
+    assert mine.shape == x_t_ex.shape
+    ref = rddm_step(x_t_ex, res_ex, eps_ex, t_ex, s_ex, sched_ex, eta=0.0)
+    assert torch.allclose(mine, ref, rtol=0, atol=1e-10), (t_ex, s_ex)
+print("Exercise D: visible checks passed")
+### BEGIN HIDDEN TESTS
+# an oracle sampler built from your step restores I_0 exactly, for any grid
+from drdd_edu.diffusion import predict_noise_from_res
+
+x0_h = torch.rand(2, 3, 8, 8, generator=gen_ex, dtype=torch.float64) * 2 - 1
+x_in_h = torch.rand(2, 3, 8, 8, generator=gen_ex, dtype=torch.float64) * 2 - 1
+for sched_h, steps_h in ((sched_ex, 5), (rddm_schedule(1000, sum_scale=0.01), 3), (ddim_converted_schedule(1000), 7)):
+    x_h = x_in_h + sched_h.noise_strength * torch.randn(x0_h.shape, generator=gen_ex, dtype=torch.float64)
+    for t_h, s_h in timestep_pairs(1000, steps_h):
+        eps_h = predict_noise_from_res(x_h, x_in_h, x_in_h - x0_h, torch.full((2,), t_h), sched_h)
+        x_h = deterministic_step(x_h, x_in_h - x0_h, eps_h, t_h, s_h, sched_h)
+    assert torch.allclose(x_h, x0_h, rtol=0, atol=1e-9), sched_h.name
+# the final step alone: Î_0 = I_t − ᾱ_t·Î_res − β̄_t·ε̂
+a_h, b_h = float(sched_ex.alphas_cumsum[40]), float(sched_ex.betas_cumsum[40])
+assert torch.allclose(deterministic_step(x_t_ex, res_ex, eps_ex, 40, -1, sched_ex),
+                      x_t_ex - a_h * res_ex - b_h * eps_ex, rtol=0, atol=1e-12)
+### END HIDDEN TESTS

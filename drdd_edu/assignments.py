@@ -1,0 +1,454 @@
+"""Course assignments: student versions and autograding from the notebooks' single source.
+
+Exercises live in the jupytext percent sources (``notebooks/NN_*.py``) with nbgrader's own
+conventions, so the same files work with this module and with nbgrader itself:
+
+* a **solution cell** carries ``nbgrader={"grade": false, "solution": true, "grade_id": ...}`` on
+  its ``# %%`` line; the code between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` is the
+  solution (a solution cell without markers is a solution as a whole);
+* a **test cell** carries ``nbgrader={"grade": true, "solution": false, "points": P, ...}``; its
+  asserts are the visible tests, and lines between ``### BEGIN HIDDEN TESTS`` and
+  ``### END HIDDEN TESTS`` are hidden tests.
+
+:func:`build_student_version` replaces each solution by ``raise NotImplementedError()`` (at the
+marker's indentation), removes the hidden tests and the outputs, and keeps the nbgrader metadata.
+:func:`grade` restores every test cell of a submission from the instructor source (visible and
+hidden tests, matched by ``grade_id``), executes the notebook with nbclient, continuing past errors,
+and awards a test cell's points when it runs without an error.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "AssignmentError",
+    "CellGrade",
+    "GradeReport",
+    "build_all",
+    "build_student_version",
+    "grade",
+    "graded_cells",
+    "infer_source",
+    "read_notebook",
+    "student_notebook",
+]
+
+BEGIN_SOLUTION = re.compile(r"^(\s*)#+\s*BEGIN SOLUTION\s*$")
+END_SOLUTION = re.compile(r"^\s*#+\s*END SOLUTION\s*$")
+BEGIN_HIDDEN = re.compile(r"^\s*#+\s*BEGIN HIDDEN TESTS\s*$")
+END_HIDDEN = re.compile(r"^\s*#+\s*END HIDDEN TESTS\s*$")
+CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
+MARKDOWN_STUB = "YOUR ANSWER HERE"
+NOTEBOOK_FORMATS = {".ipynb": "ipynb", ".py": "py:percent"}
+
+
+class AssignmentError(ValueError):
+    """A notebook that cannot be built or graded: bad markers, mismatched grade_ids, corrupt file."""
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_notebook(path: Path | str):  # noqa: ANN201 — an nbformat NotebookNode
+    """Read a ``.ipynb`` (nbformat) or a jupytext percent ``.py`` notebook.
+
+    Raises:
+        FileNotFoundError: no such file.
+        AssignmentError: an unsupported suffix, or a file that is not a valid notebook.
+    """
+    import nbformat
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook not found: {path}")
+    if path.suffix not in NOTEBOOK_FORMATS:
+        raise AssignmentError(f"{path}: expected a .ipynb or a jupytext percent .py notebook")
+    try:
+        if path.suffix == ".py":
+            import jupytext
+
+            nb = jupytext.read(path, fmt="py:percent")
+        else:
+            nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except AssignmentError:
+        raise
+    except Exception as err:  # nbformat/jupytext raise many types for a damaged file
+        raise AssignmentError(
+            f"{path} is not a valid notebook ({type(err).__name__}: {err})"
+        ) from err
+    return nb
+
+
+def _nbgrader(cell) -> dict:  # noqa: ANN001
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return meta if isinstance(meta, dict) else {}
+
+
+def _is_test_cell(cell) -> bool:  # noqa: ANN001
+    meta = _nbgrader(cell)
+    return bool(meta.get("grade")) and not meta.get("solution")
+
+
+def graded_cells(nb) -> dict:  # noqa: ANN001
+    """``{grade_id: cell}`` for every cell with nbgrader metadata and a ``grade_id``, in order.
+
+    Raises:
+        AssignmentError: a duplicated ``grade_id``, or a graded cell without ``points``.
+    """
+    cells: dict = {}
+    for index, cell in enumerate(nb.cells):
+        meta = _nbgrader(cell)
+        grade_id = meta.get("grade_id")
+        if not grade_id:
+            continue
+        if grade_id in cells:
+            raise AssignmentError(f"grade_id {grade_id!r} appears twice (cell {index})")
+        if meta.get("grade") and "points" not in meta:
+            raise AssignmentError(f"graded cell {grade_id!r} (cell {index}) has no 'points'")
+        cells[grade_id] = cell
+    return cells
+
+
+# ----------------------------------------------------------------------------- student version
+
+
+def _strip_region(lines: list[str], begin, end, what: str, where: str, stub):  # noqa: ANN001, ANN202
+    """Remove every begin/end region from lines; ``stub(indent)`` gives its replacement lines."""
+    out, inside, indent, found = [], False, "", False
+    for number, line in enumerate(lines, 1):
+        if begin.match(line):
+            if inside:
+                raise AssignmentError(f"{where}: nested BEGIN {what} at line {number}")
+            inside, found = True, True
+            indent = line[: len(line) - len(line.lstrip())]
+        elif end.match(line):
+            if not inside:
+                raise AssignmentError(f"{where}: END {what} without BEGIN at line {number}")
+            inside = False
+            out.extend(stub(indent))
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise AssignmentError(f"{where}: BEGIN {what} without END {what}")
+    return out, found
+
+
+def _student_source(cell, where: str) -> str:  # noqa: ANN001
+    source = cell.source
+    lines = source.split("\n")
+    if cell.cell_type == "code":
+        code_stub = lambda indent: [indent + s for s in CODE_STUB]  # noqa: E731
+    else:
+        code_stub = lambda indent: [indent + MARKDOWN_STUB]  # noqa: E731
+    lines, found = _strip_region(lines, BEGIN_SOLUTION, END_SOLUTION, "SOLUTION", where, code_stub)
+    if not found and _nbgrader(cell).get("solution"):
+        # a solution cell without markers is a solution as a whole (nbgrader's rule)
+        lines = code_stub("") if cell.cell_type == "code" else [MARKDOWN_STUB]
+    lines, _ = _strip_region(lines, BEGIN_HIDDEN, END_HIDDEN, "HIDDEN TESTS", where, lambda i: [])
+    while lines and not lines[-1].strip():  # drop the blank lines a removed block leaves at the end
+        lines.pop()
+    return "\n".join(lines)
+
+
+def student_notebook(nb):  # noqa: ANN001, ANN201
+    """A copy of ``nb`` with solutions replaced by stubs, hidden tests and outputs removed."""
+    student = copy.deepcopy(nb)
+    graded_cells(student)  # validate grade_ids early
+    for index, cell in enumerate(student.cells):
+        if cell.cell_type not in ("code", "markdown"):
+            continue
+        grade_id = _nbgrader(cell).get("grade_id")
+        where = f"cell {index}" + (f" ({grade_id})" if grade_id else "")
+        cell.source = _student_source(cell, where)
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    return student
+
+
+def _write_notebook(nb, out: Path) -> None:  # noqa: ANN001
+    import jupytext
+
+    if out.suffix not in NOTEBOOK_FORMATS:
+        raise AssignmentError(f"{out}: the student version must be a .ipynb or a .py file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".ipynb":
+        nb = copy.deepcopy(nb)
+        # no jupytext pairing in a handout: opened with jupytext installed, it would write a .py beside
+        nb.metadata.pop("jupytext", None)
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
+    jupytext.write(nb, out, fmt=NOTEBOOK_FORMATS[out.suffix])
+
+
+def build_student_version(source: Path | str, out: Path | str) -> Path:
+    """Write the student version of ``source`` to ``out`` (``.ipynb`` or percent ``.py``).
+
+    If ``out`` is an existing folder, the file is ``out/<source stem>.ipynb``. Returns the path.
+
+    Raises:
+        FileNotFoundError, AssignmentError: see :func:`read_notebook`; unbalanced markers.
+    """
+    source, out = Path(source), Path(out)
+    if out.is_dir():
+        out = out / f"{source.stem}.ipynb"
+    _write_notebook(student_notebook(read_notebook(source)), out)
+    return out
+
+
+def build_all(
+    out_dir: Path | str = "build/assignments",
+    select: Sequence[str] | None = None,
+    notebook_dir: Path | str | None = None,
+    formats: Sequence[str] = ("ipynb",),
+) -> list[Path]:
+    """Write student versions of every notebook source that has graded cells.
+
+    Args:
+        out_dir: the folder for ``NN_name.ipynb`` (and ``NN_name.py`` if ``"py"`` in formats);
+            a student's returned file keeps that name, so :func:`grade` can find its source.
+        select: notebook prefixes such as ``["01", "02"]``; all when None.
+        notebook_dir: where the sources are (default: the repository's ``notebooks/``).
+        formats: any of ``"ipynb"``, ``"py"``.
+    Returns:
+        the paths written (empty if no selected notebook has graded cells).
+    """
+    from .course import notebook_sources
+
+    unknown = set(formats) - {"ipynb", "py"}
+    if unknown:
+        raise ValueError(f"unknown formats {sorted(unknown)}; use 'ipynb' and/or 'py'")
+    out = Path(out_dir)
+    written = []
+    for src in notebook_sources(Path(notebook_dir) if notebook_dir else None, list(select or [])):
+        nb = read_notebook(src)
+        if not any(_is_test_cell(c) for c in graded_cells(nb).values()):
+            continue
+        student = student_notebook(nb)
+        for fmt in formats:
+            target = out / f"{src.stem}.{fmt}"
+            _write_notebook(student, target)
+            written.append(target)
+    return written
+
+
+# ----------------------------------------------------------------------------- grading
+
+
+@dataclass
+class CellGrade:
+    """The outcome of one graded cell."""
+
+    grade_id: str
+    points: float
+    max_points: float
+    status: str  # "passed", "failed", "not run", or "manual" (a graded answer cell)
+    error: str | None = None  # "ename: evalue" of the failure
+
+
+@dataclass
+class GradeReport:
+    """Points per ``grade_id`` for one submission, and the executed notebook."""
+
+    submission: Path
+    source: Path
+    cells: list[CellGrade]
+    execution_error: str | None = None  # the kernel died or could not start: later cells not run
+    notebook: object = field(default=None, repr=False)  # the executed nbformat NotebookNode
+
+    @property
+    def points(self) -> dict[str, float]:
+        return {c.grade_id: c.points for c in self.cells}
+
+    @property
+    def total(self) -> float:
+        return sum(c.points for c in self.cells)
+
+    @property
+    def max_total(self) -> float:
+        return sum(c.max_points for c in self.cells)
+
+    def summary(self) -> str:
+        """A printable table: one line per graded cell, then the total."""
+        width = max([len(c.grade_id) for c in self.cells] + [5])
+        lines = [f"{self.submission.name} (graded against {self.source})"]
+        for c in self.cells:
+            note = c.status + (f" — {c.error}" if c.error else "")
+            lines.append(f"  {c.grade_id:<{width}}  {c.points:g} / {c.max_points:g}  {note}")
+        if self.execution_error:
+            lines.append(f"  execution stopped: {self.execution_error}")
+        lines.append(f"  {'total':<{width}}  {self.total:g} / {self.max_total:g}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "submission": str(self.submission),
+            "source": str(self.source),
+            "total": self.total,
+            "max_total": self.max_total,
+            "cells": [c.__dict__.copy() for c in self.cells],
+            "execution_error": self.execution_error,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def infer_source(submission: Path | str, notebook_dir: Path | str | None = None) -> Path:
+    """The instructor source for a submission, from its file name.
+
+    A source ``NN_name.py`` matches a submission whose name contains ``NN_name`` (e.g.
+    ``01_forward_processes.ipynb``, ``alice_01_forward_processes.ipynb``), else one whose name
+    starts with ``NN_``.
+
+    Raises:
+        AssignmentError: no source, or more than one, matches.
+    """
+    from .course import notebook_sources
+
+    stem = Path(submission).stem
+    sources = notebook_sources(Path(notebook_dir) if notebook_dir else None)
+    matches = [s for s in sources if s.stem in stem]
+    if not matches:
+        prefix = re.match(r"(\d\d)_", stem)
+        matches = [s for s in sources if prefix and s.name.startswith(prefix.group(0))]
+    if len(matches) != 1:
+        found = "no" if not matches else f"{len(matches)} ({', '.join(s.name for s in matches)})"
+        raise AssignmentError(
+            f"cannot tell the source notebook of {Path(submission).name}: {found} source in "
+            f"{sources[0].parent if sources else notebook_dir} matches its name; pass it explicitly"
+        )
+    return matches[0]
+
+
+def _merge_tests(submission_nb, source_nb, submission: Path, source: Path) -> None:  # noqa: ANN001
+    """Put the instructor's test cells (visible and hidden tests) into the submission."""
+    src_cells, sub_cells = graded_cells(source_nb), graded_cells(submission_nb)
+    if not any(_is_test_cell(c) for c in src_cells.values()):
+        raise AssignmentError(f"{source} has no graded test cells: nothing to grade")
+    missing = [g for g in src_cells if g not in sub_cells]
+    extra = [g for g in sub_cells if g not in src_cells]
+    if missing or extra:
+        parts = [f"missing {missing}" if missing else "", f"unknown {extra}" if extra else ""]
+        raise AssignmentError(
+            f"{submission.name} does not match {source.name}: grade_ids "
+            + ", ".join(p for p in parts if p)
+            + " (is it the right notebook? were exercise cells deleted or copied?)"
+        )
+    for grade_id, src_cell in src_cells.items():
+        sub_cell = sub_cells[grade_id]
+        if sub_cell.cell_type != src_cell.cell_type or _is_test_cell(sub_cell) != _is_test_cell(
+            src_cell
+        ):
+            raise AssignmentError(
+                f"{submission.name}: cell {grade_id!r} is not the same kind of cell as in {source.name}"
+            )
+        if _is_test_cell(src_cell):
+            sub_cell.source = src_cell.source
+            sub_cell.metadata["nbgrader"] = dict(_nbgrader(src_cell))
+
+
+def _first_error(cell) -> str | None:  # noqa: ANN001
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            evalue = str(output.get("evalue", "")).strip().splitlines()
+            return f"{output.get('ename', 'Error')}: {evalue[0] if evalue else ''}".rstrip(": ")
+    return None
+
+
+def grade(
+    submission: Path | str,
+    source: Path | str | None = None,
+    *,
+    smoke: bool = True,
+    timeout_s: int = 600,
+    env: dict[str, str] | None = None,
+    notebook_dir: Path | str | None = None,
+) -> GradeReport:
+    """Grade a submitted notebook against its instructor source.
+
+    The submission's test cells are replaced by the source's (visible and hidden tests, matched by
+    ``grade_id``); the notebook is executed in a fresh kernel, continuing past errors, and each
+    test cell earns its ``points`` if it runs without an error.
+
+    Args:
+        submission: the student's ``.ipynb`` (or percent ``.py``).
+        source: the instructor notebook; inferred from the submission's name when None.
+        smoke: run the notebook at its CI size (``DRDD_EDU_SMOKE=1``), the default.
+        timeout_s: per-cell timeout; a cell running longer is interrupted and fails.
+        env: extra environment variables for the kernel. Figures go to a temporary folder
+            unless ``DRDD_EDU_FIGURES`` is given here.
+        notebook_dir: where to look for the source when it is inferred.
+    Raises:
+        FileNotFoundError: a missing file. AssignmentError: a corrupt notebook, grade_ids that do
+        not match, or a source without graded cells.
+    """
+    import nbclient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    submission = Path(submission)
+    if not submission.is_file():
+        raise FileNotFoundError(f"submission not found: {submission}")
+    source = Path(source) if source else infer_source(submission, notebook_dir)
+    source_nb, nb = read_notebook(source), read_notebook(submission)
+    _merge_tests(nb, source_nb, submission, source)
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+
+    execution_error = None
+    with tempfile.TemporaryDirectory(prefix="drdd-grade-") as tmp:
+        kernel_env = dict(os.environ)
+        kernel_env.update(
+            DRDD_EDU_SMOKE="1" if smoke else "0",
+            MPLBACKEND="Agg",
+            DRDD_EDU_FIGURES=str(Path(tmp) / "figures"),
+        )
+        kernel_env.update(env or {})
+        client = nbclient.NotebookClient(
+            nb,
+            timeout=timeout_s,
+            kernel_name="python3",
+            allow_errors=True,
+            interrupt_on_timeout=True,
+            # the notebook runs from the source's folder, as under the course runner and nbval
+            resources={"metadata": {"path": str(source.resolve().parent)}},
+        )
+        try:
+            client.execute(env=kernel_env)
+        except (DeadKernelError, CellTimeoutError, RuntimeError) as err:
+            execution_error = f"{type(err).__name__}: {err}"
+
+    results = []
+    for grade_id, cell in graded_cells(nb).items():
+        meta = _nbgrader(cell)
+        if not meta.get("grade"):
+            continue
+        max_points = float(meta.get("points", 0))
+        if meta.get("solution"):  # a graded answer: nbgrader's manual grading
+            results.append(CellGrade(grade_id, 0.0, max_points, "manual"))
+            continue
+        error = _first_error(cell)
+        if error and error.startswith("KeyboardInterrupt"):
+            error = f"interrupted: the cell ran longer than {timeout_s} s"
+        if error:
+            results.append(CellGrade(grade_id, 0.0, max_points, "failed", error))
+        elif cell.get("execution_count") is None:
+            results.append(CellGrade(grade_id, 0.0, max_points, "not run", execution_error))
+        else:
+            results.append(CellGrade(grade_id, max_points, max_points, "passed"))
+    return GradeReport(submission, source, results, execution_error, nb)
