@@ -8,6 +8,8 @@ drdd-edu assignments build [--out build/assignments] [--only 01 02] [--format ip
                                     write student versions (no solutions, no hidden tests)
 drdd-edu assignments grade SUBMISSION [--source notebooks/NN_x.py] [--full-size] [--json]
                                     grade a returned notebook; exit 2 if it cannot be graded
+    drdd-edu train --config tiny-cpu [--resume] / sample / evaluate / bench
+                                    training and checkpoints (see drdd_edu.train_cli)
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from . import train_cli
 
 __all__ = ["main", "build_parser"]
 
@@ -80,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grade.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds")
     grade.add_argument("--json", action="store_true", help="print the report as JSON")
+    train_cli.add_commands(sub)  # train, sample, evaluate, bench
     return parser
 
 
@@ -158,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _notebooks(args)
     if args.command == "assignments":
         return _assignments(args)
+    result = train_cli.dispatch(args)
+    if result is not None:
+        return result
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects others
 
 

@@ -1,0 +1,1 @@
+"""Bundled training configs (TOML); load them with ``drdd_edu.train.load_config("tiny-cpu")``."""

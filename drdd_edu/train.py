@@ -1,0 +1,1091 @@
+"""Training RDDM and the two DRDD stages: config, a generator-style trainer, exact resume, DDP.
+
+Objectives (RDDM §3, DRDD §3; images on [-1, 1], shape (B, C, H, W)):
+
+* stage ``"rddm"``: I_t = I_0 + ᾱ_t·I_res + β̄_t·ε (R2), the network sees cat(I_t, I_in) and
+  predicts I_res and/or ε; the loss is L(Î_res, I_res) + L(ε̂, ε) over the predicted terms,
+  L = L1 or L2 (mean over all elements).
+* stage ``"drdd_noise"``: I¹_t = I_0 + β̄_t·ε (D1), trained on the *unpaired* clean target
+  images only; an unconditioned network predicts ε.
+* stage ``"drdd_residual"``: I²_t = I_0 + σ·ε' + ᾱ_t·I_res (D2) at the fixed noise strength σ,
+  on the paired data; the network predicts I_res.
+
+Determinism: everything random in step ``k`` is a function of ``(seed, k)`` only: the sample
+indices come from a per-epoch permutation seeded by ``(seed, epoch)``, the flips, crops,
+timesteps and noise from a generator re-seeded by ``(seed, k)`` before each step. Together with
+the checkpointed model, EMA and optimiser state, a run resumed from a checkpoint ends with
+bit-identical weights to an uninterrupted run (CPU, same thread count). With ``WORLD_SIZE > 1``
+(torchrun) every rank draws the whole global batch's randomness and keeps its own slice, so the
+run optimises exactly the same objective as one process with the same global batch.
+
+Training is a generator (STYLE.md): ``for state in Trainer(cfg).steps(): ...`` yields a small
+dict per step; :meth:`Trainer.run` drives it with a progress bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import checkpoint as ckpt_io
+from .diffusion import (
+    from_model_range,
+    q_sample,
+    q_sample_noise_stage,
+    q_sample_residual_stage,
+    to_model_range,
+)
+from .nn import OBJECTIVES, PRESETS, TIME_MODES, ResidualDenoiser, build_model
+from .samplers import sample, sample_drdd, timestep_pairs
+from .schedules import Schedule, ddim_converted_schedule, rddm_schedule
+
+__all__ = [
+    "STAGES",
+    "LOSSES",
+    "AMP_MODES",
+    "DATASETS",
+    "SCHEDULES",
+    "RESUME_MUTABLE_KEYS",
+    "TrainConfig",
+    "load_config",
+    "config_dir",
+    "list_configs",
+    "DistInfo",
+    "init_distributed",
+    "resolve_device",
+    "resolve_amp",
+    "step_seed",
+    "batch_indices",
+    "Trainer",
+    "model_from_checkpoint",
+    "evaluate_model",
+    "restore_test_images",
+    "train",
+]
+
+STAGES: tuple[str, ...] = ("rddm", "drdd_noise", "drdd_residual")
+LOSSES: tuple[str, ...] = ("l1", "l2")
+AMP_MODES: tuple[str, ...] = ("auto", "bf16", "off")
+DATASETS: tuple[str, ...] = ("allinone5", "synthetic")
+SCHEDULES: tuple[str, ...] = ("rddm", "ddim")
+
+#: config keys that may change when a run is resumed (they do not change the optimisation)
+RESUME_MUTABLE_KEYS: frozenset[str] = frozenset(
+    {
+        "steps",
+        "out_dir",
+        "eval_every",
+        "eval_images",
+        "sampling_steps",
+        "ckpt_every",
+        "keep_last",
+        "log_every",
+        "progress",
+        "compile",
+        "name",
+        "cache_dir",
+    }
+)
+
+# stream ids for step_seed: independent random streams
+_STREAM_DATA, _STREAM_STEP, _STREAM_EVAL = 1, 2, 3
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (loadable from TOML, stored in checkpoints).
+
+    Model and objective:
+        preset: a :data:`drdd_edu.nn.PRESETS` key (``tiny``, ``small``, ``rddm``).
+        objective: ``pred_res``, ``pred_noise`` or ``pred_res_noise``; ``drdd_noise`` needs
+            ``pred_noise``, ``drdd_residual`` needs ``pred_res``.
+        two_networks: one UNet per output (``pred_res_noise`` only).
+        time_mode: ``"t"`` or ``"coefficients"`` (see :class:`~drdd_edu.nn.ResidualDenoiser`).
+        stage: ``rddm``, ``drdd_noise`` or ``drdd_residual`` (module docstring).
+    Schedule:
+        schedule: ``"rddm"`` (:func:`~drdd_edu.schedules.rddm_schedule` with ``T`` and
+            ``sum_scale``, β̄²_{T−1} = sum_scale) or ``"ddim"``
+            (:func:`~drdd_edu.schedules.ddim_converted_schedule` with ``T``; needed by
+            ``pred_noise`` in stage ``rddm``, since SM-N cannot restore where ᾱ_t = 1).
+        noise_strength: σ of the DRDD stages (the residual stage's fixed noise; the noise
+            stage's evaluation noise, ≤ sqrt(sum_scale)).
+    Data:
+        dataset: ``allinone5`` (:func:`~drdd_edu.data.build_all_in_one5`) or ``synthetic``
+            (random images, for benchmarks).
+        image_size: training crop side H = W; must be divisible by the UNet's downsampling.
+        data_size: patch side of the built data set (0: = image_size; larger: random crops).
+        data_seed, data_scales, max_patches_per_image (0: all), cache_dir ("" = default):
+            passed to ``build_all_in_one5``.
+        data_fraction: the paired-training fraction in (0, 1] (DRDD's data-efficiency study).
+        hflip: random left-right flips.
+    Optimisation:
+        batch_size: the *global* batch (split evenly over DDP ranks).
+        lr, betas, weight_decay, warmup_steps (linear warm-up), steps (total), grad_clip
+        (0: off), loss (``l1``/``l2``), ema_decay and ema_warmup (decay
+        min(ema_decay, (1 + k)/(10 + k)) at step k), seed.
+    Evaluation and output:
+        eval_every (0: off), eval_images, sampling_steps; ckpt_every (0: only at the end),
+        keep_last (0: keep all); log_every; out_dir ("" writes nothing; ``{name}`` is
+        replaced by the config name); progress (tqdm bar).
+    Hardware:
+        device (``auto``/``cpu``/``cuda``/``cuda:1``…), amp (``auto``: bf16 on CUDA with bf16
+        support, else off; ``bf16``; ``off``), compile (``torch.compile``), channels_last.
+    """
+
+    name: str = "custom"
+    # model / objective
+    preset: str = "tiny"
+    objective: str = "pred_res_noise"
+    two_networks: bool = False
+    time_mode: str = "t"
+    stage: str = "rddm"
+    # schedule
+    schedule: str = "rddm"
+    T: int = 1000
+    sum_scale: float = 1.0
+    noise_strength: float = 1.0
+    # data
+    dataset: str = "allinone5"
+    image_size: int = 32
+    data_size: int = 0
+    data_seed: int = 0
+    data_scales: tuple[float, ...] = (1.0, 0.75, 0.5)
+    max_patches_per_image: int = 0
+    cache_dir: str = ""
+    data_fraction: float = 1.0
+    hflip: bool = True
+    # optimisation
+    batch_size: int = 16
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    steps: int = 500
+    grad_clip: float = 1.0
+    loss: str = "l1"
+    ema_decay: float = 0.995
+    ema_warmup: bool = True
+    seed: int = 0
+    # evaluation / output
+    eval_every: int = 0
+    eval_images: int = 16
+    sampling_steps: int = 5
+    ckpt_every: int = 100
+    keep_last: int = 3
+    log_every: int = 10
+    out_dir: str = "runs/{name}"
+    progress: bool = True
+    # hardware
+    device: str = "auto"
+    amp: str = "auto"
+    compile: bool = False
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        self.data_scales = tuple(float(s) for s in self.data_scales)
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        self.validate()
+
+    # -- validation ------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad setting."""
+
+        def choice(key: str, allowed: tuple[str, ...]) -> None:
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"unknown {key} {getattr(self, key)!r}; choose one of {allowed}")
+
+        def integer(key: str, lo: int) -> None:
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{key} must be an int ≥ {lo}, got {v!r}")
+
+        def number(key: str, lo: float, hi: float = math.inf, lo_open: bool = False) -> None:
+            v = getattr(self, key)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            ok = ok and (v > lo if lo_open else v >= lo) and v <= hi
+            if not ok:
+                rng = f"{'(' if lo_open else '['}{lo}, {hi}]"
+                raise ValueError(f"{key} must be a finite number in {rng}, got {v!r}")
+
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {tuple(PRESETS)}")
+        choice("objective", OBJECTIVES)
+        choice("stage", STAGES)
+        choice("time_mode", TIME_MODES)
+        choice("loss", LOSSES)
+        choice("amp", AMP_MODES)
+        choice("dataset", DATASETS)
+        choice("schedule", SCHEDULES)
+        if self.stage == "rddm" and self.objective == "pred_noise" and self.schedule == "rddm":
+            raise ValueError(
+                "objective 'pred_noise' (SM-N) cannot restore with the RDDM schedule: at "
+                "ᾱ_{T−1} = 1 the noisy state holds no information about I_0; set "
+                "schedule = 'ddim' (ᾱ_{T−1} < 1) or use pred_res / pred_res_noise"
+            )
+        if self.stage != "rddm" and self.schedule != "rddm":
+            raise ValueError(f"stage {self.stage!r} needs schedule = 'rddm'")
+        if self.stage == "drdd_noise" and self.objective != "pred_noise":
+            raise ValueError(
+                f"stage 'drdd_noise' trains a noise predictor: set objective = 'pred_noise' "
+                f"(got {self.objective!r})"
+            )
+        if self.stage == "drdd_residual" and self.objective != "pred_res":
+            raise ValueError(
+                f"stage 'drdd_residual' trains a residual predictor: set objective = 'pred_res' "
+                f"(got {self.objective!r})"
+            )
+        if self.two_networks and self.objective != "pred_res_noise":
+            raise ValueError("two_networks = true needs objective 'pred_res_noise'")
+        for key, lo in (
+            ("T", 1),
+            ("image_size", 8),
+            ("data_size", 0),
+            ("data_seed", 0),
+            ("max_patches_per_image", 0),
+            ("batch_size", 1),
+            ("warmup_steps", 0),
+            ("steps", 1),
+            ("seed", 0),
+            ("eval_every", 0),
+            ("eval_images", 1),
+            ("sampling_steps", 1),
+            ("ckpt_every", 0),
+            ("keep_last", 0),
+            ("log_every", 1),
+        ):
+            integer(key, lo)
+        number("sum_scale", 0.0, lo_open=True)
+        number("noise_strength", 0.0, lo_open=True)
+        number("data_fraction", 0.0, 1.0, lo_open=True)
+        number("lr", 0.0, lo_open=True)
+        number("weight_decay", 0.0)
+        number("grad_clip", 0.0)
+        number("ema_decay", 0.0, 1.0)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if not self.data_scales or not all(0 < s <= 1 for s in self.data_scales):
+            raise ValueError(f"data_scales must be numbers in (0, 1], got {self.data_scales!r}")
+        if self.data_size and self.data_size < self.image_size:
+            raise ValueError(
+                f"data_size ({self.data_size}) must be 0 or ≥ image_size ({self.image_size})"
+            )
+        factor = 2 ** (len(PRESETS[self.preset]["dim_mults"]) - 1)
+        if self.image_size % factor:
+            raise ValueError(
+                f"image_size must be divisible by {factor} for preset {self.preset!r}, "
+                f"got {self.image_size}"
+            )
+        if self.sampling_steps > self.T:
+            raise ValueError(f"sampling_steps ({self.sampling_steps}) exceeds T ({self.T})")
+        if self.stage == "drdd_noise" and self.noise_strength > math.sqrt(self.sum_scale) * (
+            1 + 1e-3
+        ):
+            raise ValueError(
+                f"noise_strength {self.noise_strength} exceeds the noise schedule's largest "
+                f"β̄ = sqrt(sum_scale) = {math.sqrt(self.sum_scale):.4g}; raise sum_scale"
+            )
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(
+                f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
+            )
+
+    # -- conversions -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys), as stored in checkpoints."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a mapping; unknown keys raise ``ValueError`` listing the valid ones."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(names)}")
+        return cls(**dict(values))
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> TrainConfig:
+        """Load a TOML file (flat keys, or grouped in tables whose keys are merged)."""
+        path = Path(path)
+        try:
+            with path.open("rb") as f:
+                raw = _toml_load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no config file at {path}") from None
+        except ValueError as err:  # tomllib.TOMLDecodeError is a ValueError
+            raise ValueError(f"config file {path} is not valid TOML: {err}") from err
+        flat: dict[str, Any] = {}
+        for key, value in raw.items():
+            if isinstance(value, dict):  # [model], [data] … tables are just grouping
+                for k, v in value.items():
+                    if k in flat:
+                        raise ValueError(f"config file {path}: key {k!r} is set twice")
+                    flat[k] = v
+            else:
+                if key in flat:
+                    raise ValueError(f"config file {path}: key {key!r} is set twice")
+                flat[key] = value
+        flat.setdefault("name", path.stem)
+        try:
+            return cls.from_dict(flat)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"config file {path}: {err}") from err
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def output_dir(self) -> Path | None:
+        """``out_dir`` with ``{name}`` filled in, or None when nothing is written."""
+        return Path(self.out_dir.format(name=self.name)) if self.out_dir else None
+
+    def make_schedule(self) -> Schedule:
+        """The coefficient schedule this config trains with."""
+        if self.schedule == "ddim":
+            return ddim_converted_schedule(self.T)
+        return rddm_schedule(self.T, self.sum_scale)
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether the network sees I_in (all stages but the unpaired noise stage)."""
+        return self.stage != "drdd_noise"
+
+
+def _toml_load(f: Any) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise RuntimeError(
+                "reading TOML configs needs Python ≥ 3.11 (tomllib) or the 'tomli' package"
+            ) from None
+    return tomllib.load(f)
+
+
+def config_dir() -> Path:
+    """The folder of the bundled configs (``drdd_edu/configs``)."""
+    return Path(__file__).resolve().parent / "configs"
+
+
+def list_configs() -> list[str]:
+    """Names of the bundled configs (without ``.toml``)."""
+    return sorted(p.stem for p in config_dir().glob("*.toml"))
+
+
+def load_config(name_or_path: str | os.PathLike, **overrides: Any) -> TrainConfig:
+    """Load a config from a TOML file path, or a bundled config by name (``tiny-cpu``).
+
+    ``overrides`` replace fields after loading.
+    """
+    p = Path(name_or_path)
+    if not p.is_file():
+        bundled = config_dir() / f"{p.name}.toml" if p.suffix != ".toml" else config_dir() / p.name
+        if len(p.parts) == 1 and bundled.is_file():
+            p = bundled
+        else:
+            raise FileNotFoundError(
+                f"no config file {str(name_or_path)!r}; give a path or one of the bundled "
+                f"configs {list_configs()}"
+            )
+    cfg = TrainConfig.from_toml(p)
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+# ----------------------------------------------------------------------------- hardware
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Process-group facts: ``rank`` of ``world_size`` processes, ``local_rank`` on this host."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → ``cuda:<local_rank>`` if CUDA is available, else ``cpu``."""
+    if device == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+        if dev.index is None:
+            dev = torch.device(f"cuda:{local_rank}")
+    return dev
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: ``bf16`` → bfloat16; ``auto`` → bfloat16 on CUDA with bf16 support,
+    else None (float32); ``off`` → None."""
+    if amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def init_distributed(device: str = "auto") -> tuple[DistInfo, torch.device]:
+    """Join the torchrun process group when ``WORLD_SIZE > 1`` (nccl on CUDA, gloo on CPU).
+
+    Reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT``
+    through the ``env://`` init method). Returns the process facts and this rank's device.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    dev = resolve_device(device, local_rank if world > 1 else 0)
+    if world <= 1:
+        return DistInfo(), dev
+    import torch.distributed as dist
+
+    here = False
+    if not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        here = True
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, here), dev
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def step_seed(seed: int, stream: int, index: int) -> int:
+    """A 63-bit seed that depends only on ``(seed, stream, index)`` (numpy SeedSequence)."""
+    state = np.random.SeedSequence([int(seed), int(stream), int(index)]).generate_state(2)
+    return ((int(state[0]) << 32) | int(state[1])) & ((1 << 63) - 1)
+
+
+def batch_indices(seed: int, step: int, batch_size: int, n: int) -> Tensor:
+    """Indices of the global batch of ``step`` into a data set of ``n`` items, shape (batch_size,).
+
+    Sample positions ``step·B … step·B + B − 1`` walk through epochs; epoch ``e`` is the
+    permutation seeded by ``(seed, e)``. A pure function of its arguments (no process history).
+    """
+    if n < 1:
+        raise ValueError("the training set is empty")
+    pos = step * batch_size + torch.arange(batch_size)
+    epochs = pos // n
+    out = torch.empty(batch_size, dtype=torch.long)
+    for e in torch.unique(epochs).tolist():
+        g = torch.Generator().manual_seed(step_seed(seed, _STREAM_DATA, e))
+        perm = torch.randperm(n, generator=g)
+        mask = epochs == e
+        out[mask] = perm[pos[mask] % n]
+    return out
+
+
+# ----------------------------------------------------------------------------- data sources
+
+
+class _Source:
+    """Training images on the device as uint8 (N, 3, S, S); ``degraded`` None when unpaired."""
+
+    def __init__(self, clean: Tensor, degraded: Tensor | None) -> None:
+        self.clean, self.degraded = clean, degraded
+
+    def __len__(self) -> int:
+        return self.clean.shape[0]
+
+
+def _load_sources(cfg: TrainConfig, device: torch.device, verbose: bool) -> tuple[Any, Any]:
+    """(train source, test source) for the config's stage and data set."""
+    if cfg.dataset == "synthetic":
+        return None, None
+    from .data import build_all_in_one5
+
+    data = build_all_in_one5(
+        size=cfg.data_size or cfg.image_size,
+        seed=cfg.data_seed,
+        cache_dir=cfg.cache_dir or None,
+        scales=cfg.data_scales,
+        max_patches_per_image=cfg.max_patches_per_image or None,
+        progress=verbose,
+    )
+    test = data.paired_subset("test")
+    test_src = _Source(test.clean_u8, test.degraded_u8)
+    if cfg.stage == "drdd_noise":
+        train_src = _Source(data.target_dataset().clean_u8.to(device), None)
+    else:
+        sub = data.paired_subset("train", cfg.data_fraction)
+        train_src = _Source(sub.clean_u8.to(device), sub.degraded_u8.to(device))
+    return train_src, test_src
+
+
+def _crop(x: Tensor, top: Tensor, left: Tensor, size: int) -> Tensor:
+    """Per-sample crops: x (B, C, S, S), top/left (B,) → (B, C, size, size)."""
+    ar = torch.arange(size, device=x.device)
+    rows = (top[:, None] + ar)[:, :, None]  # (B, size, 1)
+    cols = (left[:, None] + ar)[:, None, :]  # (B, 1, size)
+    b = torch.arange(x.shape[0], device=x.device)[:, None, None]
+    return x.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2)
+
+
+# ----------------------------------------------------------------------------- EMA
+
+
+@torch.no_grad()
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """θ_ema ← decay·θ_ema + (1 − decay)·θ (buffers copied)."""
+    e_params = list(ema.parameters())
+    m_params = [p.detach() for p in model.parameters()]
+    if e_params:
+        torch._foreach_lerp_(e_params, m_params, 1.0 - decay)
+    for eb, mb in zip(ema.buffers(), model.buffers(), strict=True):
+        eb.copy_(mb)
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """Train one network for one stage; see the module docstring.
+
+    Args:
+        config: the :class:`TrainConfig`.
+        resume: continue from the latest checkpoint in ``<out_dir>/checkpoints`` if there is one
+            (a config that differs in a key outside :data:`RESUME_MUTABLE_KEYS`, or an unreadable
+            latest checkpoint, raises :class:`~drdd_edu.checkpoint.CheckpointError`). Without
+            ``resume`` an output folder that already holds checkpoints is refused.
+
+    Attributes:
+        model: the raw network (not wrapped in DDP / compiled); ``ema``: its EMA copy.
+        step: optimisation steps done. ``schedule``, ``device``, ``dist``, ``optimizer``.
+
+    Use ``for state in trainer.steps(): ...`` (states: ``step``, ``loss``, ``lr``,
+    ``grad_norm``, plus ``eval`` and ``checkpoint`` when those happen) or :meth:`run`.
+    """
+
+    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+        config.validate()
+        self.config = cfg = config
+        self.dist, self.device = init_distributed(cfg.device)
+        if cfg.batch_size % self.dist.world_size:
+            raise ValueError(
+                f"batch_size {cfg.batch_size} (the global batch) must be divisible by the "
+                f"world size {self.dist.world_size}"
+            )
+        self.local_batch = cfg.batch_size // self.dist.world_size
+        self.amp_dtype = resolve_amp(cfg.amp, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.schedule: Schedule = cfg.make_schedule()
+        self.out_dir = cfg.output_dir
+        self.ckpt_dir = self.out_dir / "checkpoints" if self.out_dir else None
+        self.step = 0
+        self.last_eval: dict[str, float] = {}
+        self.resumed_from: Path | None = None
+
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.model: ResidualDenoiser = build_model(
+            cfg.preset,
+            objective=cfg.objective,  # type: ignore[arg-type]
+            two_networks=cfg.two_networks,
+            conditioned=cfg.conditioned,
+            time_mode=cfg.time_mode,  # type: ignore[arg-type]
+            schedule=self.schedule,
+        ).to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        opt_kwargs: dict[str, Any] = dict(
+            lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+        )
+        if self.device.type == "cuda":
+            opt_kwargs["fused"] = True
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), **opt_kwargs)
+
+        if resume:
+            self._resume()
+        elif self.ckpt_dir is not None and ckpt_io.list_checkpoints(self.ckpt_dir):
+            raise FileExistsError(
+                f"{self.ckpt_dir} already holds checkpoints; pass resume=True (--resume) to "
+                "continue that run, or choose another out_dir"
+            )
+
+        self.train_src, self.test_src = _load_sources(
+            cfg, self.device, verbose=cfg.progress and self.dist.is_main
+        )
+        self._gen = torch.Generator(device=self.device)
+
+        net: nn.Module = self.model
+        if self.dist.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        if cfg.compile:
+            net = torch.compile(net)  # type: ignore[assignment]
+        self.net = net
+        if self.dist.is_main and self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+            self._trim_log()
+
+    # -- resume / checkpoints --------------------------------------------------------
+    def _resume(self) -> None:
+        if self.ckpt_dir is None:
+            raise ValueError("resume needs an out_dir to look for checkpoints in")
+        if self.dist.is_main:
+            ckpt_io.remove_stale_temp_files(self.ckpt_dir)
+        path = ckpt_io.latest_checkpoint(self.ckpt_dir)
+        if path is None:
+            return  # nothing written yet: a fresh start is the correct resume
+        ck = ckpt_io.load_checkpoint(
+            path,
+            map_location=self.device,
+            expected_config=self.config.to_dict(),
+            ignore_keys=RESUME_MUTABLE_KEYS,
+        )
+        try:
+            self.model.load_state_dict(ck["model"])
+            self.ema.load_state_dict(ck["ema"])
+            self.optimizer.load_state_dict(ck["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise ckpt_io.CheckpointError(
+                f"checkpoint {path} does not fit this model/optimizer: {err}"
+            ) from err
+        ckpt_io.restore_rng_state(ck["rng"])
+        self.step = int(ck["step"])
+        self.last_eval = dict(ck.get("extra", {}).get("eval", {}))
+        self.resumed_from = path
+
+    def save(self) -> Path | None:
+        """Write ``<out_dir>/checkpoints/ckpt_<step>.pt`` atomically (rank 0 only) and rotate."""
+        if self.ckpt_dir is None or not self.dist.is_main:
+            return None
+        path = ckpt_io.save_checkpoint(
+            ckpt_io.checkpoint_path(self.ckpt_dir, self.step),
+            model=self.model,
+            ema=self.ema,
+            optimizer=self.optimizer,
+            step=self.step,
+            config=self.config.to_json(),
+            extra={"eval": dict(self.last_eval), "world_size": self.dist.world_size},
+        )
+        ckpt_io.rotate_checkpoints(self.ckpt_dir, self.config.keep_last)
+        return path
+
+    # -- logging ---------------------------------------------------------------------
+    @property
+    def log_path(self) -> Path | None:
+        return self.out_dir / "log.jsonl" if self.out_dir is not None else None
+
+    def _trim_log(self) -> None:
+        """On resume, drop log lines of steps after the checkpoint (they will be redone)."""
+        p = self.log_path
+        if p is None or not p.is_file():
+            return
+        keep = []
+        for line in p.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= self.step:
+                    keep.append(line)
+            except ValueError:
+                continue  # a torn last line from a killed process
+        p.write_text("".join(k + "\n" for k in keep))
+
+    def _log(self, record: Mapping[str, Any]) -> None:
+        p = self.log_path
+        if p is not None and self.dist.is_main:
+            with p.open("a") as f:
+                f.write(json.dumps(dict(record)) + "\n")
+
+    # -- one step --------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        """Learning rate of (0-based) step ``step``: linear warm-up, then constant."""
+        w = self.config.warmup_steps
+        return self.config.lr * min(1.0, (step + 1) / w) if w else self.config.lr
+
+    def ema_decay_at(self, step: int) -> float:
+        """EMA decay after (0-based) step ``step``: min(ema_decay, (1 + k)/(10 + k)) with warm-up."""
+        d = self.config.ema_decay
+        return min(d, (1 + step) / (10 + step)) if self.config.ema_warmup else d
+
+    def batch(self, step: int) -> dict[str, Tensor]:
+        """This rank's slice of the global batch of ``step`` (a pure function of (seed, step)).
+
+        Returns ``x0`` (B_local, 3, S, S) on [-1, 1], ``x_in`` (or None for the noise stage),
+        ``t`` (B_local,) long and ``noise`` (B_local, 3, S, S).
+        """
+        cfg, dev = self.config, self.device
+        B, S = cfg.batch_size, cfg.image_size
+        g = self._gen.manual_seed(step_seed(cfg.seed, _STREAM_STEP, step))
+        lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
+        if self.train_src is None:  # synthetic: smooth random images and a noisy input
+            x0 = torch.rand((B, 3, S, S), generator=g, device=dev)[lo:hi] * 2 - 1
+            x_in = (x0 + 0.2 * torch.randn((B, 3, S, S), generator=g, device=dev)[lo:hi]).clamp(
+                -1, 1
+            )
+        else:
+            src = self.train_src
+            idx = batch_indices(cfg.seed, step, B, len(src))[lo:hi].to(dev)
+            flips = torch.rand((B,), generator=g, device=dev)[lo:hi] < 0.5
+            data_s = src.clean.shape[-1]
+            if data_s > S:
+                offs = torch.randint(0, data_s - S + 1, (B, 2), generator=g, device=dev)[lo:hi]
+            imgs = [src.clean[idx]] + ([src.degraded[idx]] if src.degraded is not None else [])
+            out = []
+            for im in imgs:
+                x = to_model_range(im.float() / 255.0)
+                if data_s > S:
+                    x = _crop(x, offs[:, 0], offs[:, 1], S)
+                if cfg.hflip:
+                    x = torch.where(flips[:, None, None, None], x.flip(-1), x)
+                out.append(x)
+            x0 = out[0]
+            x_in = out[1] if len(out) > 1 else None
+        t = torch.randint(0, cfg.T, (B,), generator=g, device=dev)[lo:hi]
+        noise = torch.randn((B, 3, S, S), generator=g, device=dev)[lo:hi]
+        if cfg.channels_last:
+            x0, noise = (v.contiguous(memory_format=torch.channels_last) for v in (x0, noise))
+            if x_in is not None:
+                x_in = x_in.contiguous(memory_format=torch.channels_last)
+        return {"x0": x0, "x_in": x_in, "t": t, "noise": noise}
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def loss_on(self, b: Mapping[str, Tensor]) -> Tensor:
+        """The stage's objective on one batch (module docstring); a 0-d float32 tensor."""
+        cfg, sch = self.config, self.schedule
+        x0, x_in, t, noise = b["x0"], b["x_in"], b["t"], b["noise"]
+        crit = F.l1_loss if cfg.loss == "l1" else F.mse_loss
+        with self._autocast():
+            if cfg.stage == "drdd_noise":
+                x_t = q_sample_noise_stage(x0, t, sch, noise)  # (D1)
+                return crit(self.net(x_t, t).float(), noise)
+            if x_in is None:
+                raise RuntimeError(f"stage {cfg.stage!r} needs paired data")
+            res = x_in - x0  # I_res (R0)
+            if cfg.stage == "drdd_residual":
+                x_t = q_sample_residual_stage(x0, x_in, t, sch, noise, cfg.noise_strength)  # (D2)
+                return crit(self.net(x_t, t, x_in).float(), res)
+            x_t = q_sample(x0, x_in, t, sch, noise)  # (R2)
+            out = self.net(x_t, t, x_in)
+        if cfg.objective == "pred_res":
+            return crit(out.float(), res)
+        if cfg.objective == "pred_noise":
+            return crit(out.float(), noise)
+        pred_res, pred_noise = out
+        return crit(pred_res.float(), res) + crit(pred_noise.float(), noise)
+
+    def train_step(self) -> dict[str, float]:
+        """Do optimisation step ``self.step`` and advance it; returns loss, lr, grad_norm."""
+        step = self.step
+        lr = self.lr_at(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.net.train()
+        loss = self.loss_on(self.batch(step))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.optimizer.step()
+        _ema_update(self.ema, self.model, self.ema_decay_at(step))
+        loss_d = loss.detach()
+        if self.dist.distributed:
+            import torch.distributed as dist
+
+            dist.all_reduce(loss_d)
+            loss_d = loss_d / self.dist.world_size
+        loss_v = float(loss_d)
+        if not math.isfinite(loss_v):
+            raise FloatingPointError(
+                f"loss is {loss_v} at step {step}; lower lr, enable grad_clip or use amp='off'"
+            )
+        self.step = step + 1
+        return {"loss": loss_v, "lr": lr, "grad_norm": float(grad_norm)}
+
+    # -- the loop --------------------------------------------------------------------
+    def steps(self) -> Iterator[dict[str, Any]]:
+        """Train until ``config.steps``, yielding ``{step, loss, lr, grad_norm}`` after every
+        step, with ``eval`` (metrics) and ``checkpoint`` (path) added when those happen."""
+        cfg = self.config
+        while self.step < cfg.steps:
+            state: dict[str, Any] = self.train_step()
+            state = {"step": self.step, **state}
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.dist.is_main:
+                self.last_eval = self.evaluate()
+                state["eval"] = dict(self.last_eval)
+            if self.step % cfg.log_every == 0 or "eval" in state or self.step == cfg.steps:
+                self._log(state)
+            last = self.step == cfg.steps
+            if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last:
+                path = self.save()
+                if path is not None:
+                    state["checkpoint"] = str(path)
+            yield state
+
+    def run(self) -> dict[str, Any]:
+        """Drive :meth:`steps` to the end with a tqdm progress bar; returns the last state."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            desc=f"train {cfg.name}",
+            disable=not (cfg.progress and self.dist.is_main),
+            dynamic_ncols=True,
+        )
+        last: dict[str, Any] = {"step": self.step}
+        try:
+            for state in self.steps():
+                bar.update(1)
+                bar.set_postfix(loss=f"{state['loss']:.4f}", refresh=False)
+                if "eval" in state:
+                    bar.write(
+                        f"step {state['step']}: "
+                        + ", ".join(f"{k} {v:.4f}" for k, v in state["eval"].items())
+                    )
+                last = state
+        finally:
+            bar.close()
+            self.close()
+        return last
+
+    def close(self) -> None:
+        """Leave the process group if this trainer joined it."""
+        if self.dist.initialized_here:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.barrier()
+                dist.destroy_process_group()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- evaluation ------------------------------------------------------------------
+    def evaluate(
+        self, n_images: int | None = None, sampling_steps: int | None = None
+    ) -> dict[str, float]:
+        """PSNR/SSIM of the EMA model on the held-out test split (see :func:`evaluate_model`)."""
+        return evaluate_model(
+            self.ema,
+            self.config,
+            self.test_src,
+            n_images=n_images or self.config.eval_images,
+            sampling_steps=sampling_steps or self.config.sampling_steps,
+            device=self.device,
+            schedule=self.schedule,
+        )
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _test_batches(test_src: Any, cfg: TrainConfig, n: int, device: torch.device) -> list[Any]:
+    """Fixed test images: the first ``n`` test pairs, or synthetic pairs; centre-cropped."""
+    S = cfg.image_size
+    if test_src is None:
+        g = torch.Generator().manual_seed(step_seed(cfg.seed, _STREAM_EVAL, 0))
+        clean = torch.rand((n, 3, S, S), generator=g)
+        deg = (clean + 0.1 * torch.randn((n, 3, S, S), generator=g)).clamp(0, 1)
+    else:
+        clean = test_src.clean[:n].float() / 255.0
+        deg = test_src.degraded[:n].float() / 255.0
+        off = (clean.shape[-1] - S) // 2
+        clean = clean[..., off : off + S, off : off + S]
+        deg = deg[..., off : off + S, off : off + S]
+    bs = max(1, cfg.batch_size)
+    return [
+        (clean[i : i + bs].to(device), deg[i : i + bs].to(device)) for i in range(0, len(clean), bs)
+    ]
+
+
+@torch.no_grad()
+def restore_test_images(
+    model: ResidualDenoiser,
+    cfg: TrainConfig,
+    test_src: Any,
+    n_images: int = 16,
+    sampling_steps: int = 5,
+    device: torch.device | str = "cpu",
+    schedule: Schedule | None = None,
+    noise_model: ResidualDenoiser | None = None,
+    noise_cfg: TrainConfig | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Restore the first ``n_images`` held-out test images with the config's stage.
+
+    * ``rddm``: :func:`~drdd_edu.samplers.sample` with ``sampling_steps`` steps.
+    * ``drdd_residual`` with ``noise_model``: the full DRDD sampler
+      (:func:`~drdd_edu.samplers.sample_drdd`, ``sampling_steps`` steps per stage); without
+      one, only the residual stage runs and the injected noise σ·z is then subtracted
+      (an oracle denoiser): this scores the residual network alone.
+    * ``drdd_noise``: denoise the clean test images after adding noise of strength σ.
+
+    Sampling noise comes from a generator seeded by the config's seed (repeatable).
+
+    Returns:
+        ``(clean, start, restored)``, each (n_images, 3, S, S) on [0, 1]: the targets, the
+        network's input (degraded, or noisy for ``drdd_noise``; clamped) and the output.
+    """
+    device = torch.device(device)
+    sch = schedule or cfg.make_schedule()
+    sigma = cfg.noise_strength
+    was_training = model.training
+    model.eval()
+    g = torch.Generator(device=device).manual_seed(step_seed(cfg.seed, _STREAM_EVAL, 1))
+    cleans, starts, outs = [], [], []
+    for clean01, deg01 in _test_batches(test_src, cfg, n_images, device):
+        x0, x_in = to_model_range(clean01), to_model_range(deg01)
+        start = deg01
+        if cfg.stage == "rddm":
+            out = sample(model, x_in, sch, sampling_steps, mode=model.mode, generator=g)
+        elif cfg.stage == "drdd_noise":
+            noisy = x0 + sigma * torch.randn(x0.shape, generator=g, device=device)
+            out = sample_drdd(
+                lambda x, t, xi: torch.zeros_like(x),  # no residual: the noise stage alone
+                model,
+                noisy,
+                sch,
+                sch,
+                residual_steps=1,
+                noise_steps=sampling_steps,
+                noise_strength=sigma,
+                x_start=noisy,
+            )
+            start = from_model_range(noisy)
+        elif noise_model is not None:
+            nsch = noise_cfg.make_schedule() if noise_cfg else sch
+            out = sample_drdd(
+                model,
+                noise_model,
+                x_in,
+                sch,
+                nsch,
+                residual_steps=sampling_steps,
+                noise_steps=sampling_steps,
+                noise_strength=sigma,
+                generator=g,
+            )
+        else:  # residual stage alone, then subtract the known injected noise
+            z = torch.randn(x0.shape, generator=g, device=device)
+            x = x_in + sigma * z
+            for t, s in timestep_pairs(sch.T, sampling_steps):
+                a_t = float(sch.alphas_cumsum[t])
+                a_s = float(sch.alphas_cumsum[s]) if s >= 0 else 0.0
+                tt = torch.full((x.shape[0],), t, dtype=torch.long, device=device)
+                x = x - (a_t - a_s) * model(x, tt, x_in)  # (R3) at fixed noise σ
+            out = x - sigma * z
+        cleans.append(clean01)
+        starts.append(start.clamp(0, 1))
+        outs.append(from_model_range(out.float()))
+    model.train(was_training)
+    return torch.cat(cleans), torch.cat(starts), torch.cat(outs)
+
+
+def evaluate_model(
+    model: ResidualDenoiser,
+    cfg: TrainConfig,
+    test_src: Any,
+    n_images: int = 16,
+    sampling_steps: int = 5,
+    device: torch.device | str = "cpu",
+    schedule: Schedule | None = None,
+    noise_model: ResidualDenoiser | None = None,
+    noise_cfg: TrainConfig | None = None,
+) -> dict[str, float]:
+    """Mean PSNR (dB) and SSIM of :func:`restore_test_images`' output against the clean
+    targets (``psnr``, ``ssim``) and of the unrestored input (``psnr_in``, ``ssim_in``)."""
+    from .metrics import psnr, ssim
+
+    clean, start, restored = restore_test_images(
+        model, cfg, test_src, n_images, sampling_steps, device, schedule, noise_model, noise_cfg
+    )
+    return {
+        "psnr": float(psnr(restored, clean).mean()),
+        "ssim": float(ssim(restored, clean).mean()),
+        "psnr_in": float(psnr(start, clean).mean()),
+        "ssim_in": float(ssim(start, clean).mean()),
+    }
+
+
+def model_from_checkpoint(
+    path: str | os.PathLike, use_ema: bool = True, device: str | torch.device = "cpu"
+) -> tuple[ResidualDenoiser, TrainConfig, dict[str, Any]]:
+    """Rebuild the network of a checkpoint and load its EMA (or raw) weights.
+
+    Returns ``(model in eval mode, its TrainConfig, the checkpoint dict)``.
+    """
+    ck = ckpt_io.load_checkpoint(path, map_location=device)
+    try:
+        cfg = TrainConfig.from_dict(ck["config_dict"])
+    except (ValueError, TypeError) as err:
+        raise ckpt_io.CheckpointError(f"checkpoint {path} holds an invalid config: {err}") from err
+    model = build_model(
+        cfg.preset,
+        objective=cfg.objective,  # type: ignore[arg-type]
+        two_networks=cfg.two_networks,
+        conditioned=cfg.conditioned,
+        time_mode=cfg.time_mode,  # type: ignore[arg-type]
+        schedule=cfg.make_schedule(),
+    ).to(device)
+    model.load_state_dict(ck["ema" if use_ema else "model"])
+    return model.eval(), cfg, ck
+
+
+def train(
+    config: TrainConfig | str | os.PathLike, resume: bool = False, **overrides: Any
+) -> Trainer:
+    """Load (if needed), train to the end and return the trainer."""
+    cfg = config if isinstance(config, TrainConfig) else load_config(config)
+    if overrides:
+        cfg = cfg.replace(**overrides)
+    trainer = Trainer(cfg, resume=resume)
+    trainer.run()
+    return trainer
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from .train_cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))

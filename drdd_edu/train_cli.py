@@ -1,0 +1,341 @@
+"""Command-line front end for training, sampling, evaluation and benchmarks.
+
+drdd-edu train --config FILE|NAME [--resume] [--steps N] [--out DIR] [--device D]
+drdd-edu sample --checkpoint FILE [--steps 5] [--n 8] [--out samples.png]
+drdd-edu evaluate --checkpoint FILE [--split test] [--n 32] [--steps 5] [--noise-checkpoint F]
+drdd-edu bench --preset P --size S --batch B [--steps N] [--device D] [--json FILE]
+
+The lead wires these into :mod:`drdd_edu.cli` with :func:`add_commands` and :func:`dispatch`;
+``python -m drdd_edu.train_cli …`` runs them directly (also under ``torchrun``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COMMANDS", "add_commands", "dispatch", "build_parser", "main", "bench"]
+
+COMMANDS: tuple[str, ...] = ("train", "sample", "evaluate", "bench")
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train``, ``sample``, ``evaluate`` and ``bench`` sub-commands."""
+    tr = subparsers.add_parser(
+        "train", help="train RDDM or a DRDD stage from a TOML config (torchrun for multi-GPU)"
+    )
+    tr.add_argument(
+        "--config", required=True, help="a TOML file or a bundled config name (e.g. tiny-cpu)"
+    )
+    tr.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    tr.add_argument("--steps", type=int, default=None, help="override the total number of steps")
+    tr.add_argument("--out", type=Path, default=None, help="override the output folder")
+    tr.add_argument("--device", default=None, help="override the device (auto, cpu, cuda, …)")
+    tr.add_argument("--seed", type=int, default=None, help="override the seed")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sa = subparsers.add_parser("sample", help="restore test images with a trained checkpoint")
+    sa.add_argument("--checkpoint", type=Path, required=True)
+    sa.add_argument("--steps", type=int, default=5, help="sampling steps (per DRDD stage)")
+    sa.add_argument("--n", type=int, default=8, help="number of test images")
+    sa.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG grid to write")
+    sa.add_argument("--device", default="auto")
+    sa.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+
+    ev = subparsers.add_parser("evaluate", help="PSNR/SSIM of a checkpoint on held-out images")
+    ev.add_argument("--checkpoint", type=Path, required=True)
+    ev.add_argument("--split", choices=("test",), default="test", help="held-out split")
+    ev.add_argument("--n", type=int, default=32, help="number of images")
+    ev.add_argument("--steps", type=int, default=5, help="sampling steps (per DRDD stage)")
+    ev.add_argument(
+        "--noise-checkpoint",
+        type=Path,
+        default=None,
+        help="DRDD: a drdd_noise checkpoint to run the full two-stage sampler with",
+    )
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON")
+
+    be = subparsers.add_parser("bench", help="training throughput: images/s, TFLOP/s, memory")
+    be.add_argument("--preset", default="tiny")
+    be.add_argument("--size", type=int, default=32)
+    be.add_argument("--batch", type=int, default=16)
+    be.add_argument("--steps", type=int, default=10, help="timed steps")
+    be.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    be.add_argument("--device", default="auto")
+    be.add_argument("--objective", default="pred_res_noise")
+    be.add_argument("--two-networks", action="store_true")
+    be.add_argument("--amp", default="off", choices=("auto", "bf16", "off"))
+    be.add_argument("--compile", action="store_true")
+    be.add_argument("--channels-last", action="store_true")
+    be.add_argument("--json", type=Path, default=None, help="write the result as JSON")
+
+
+def dispatch(args: argparse.Namespace) -> int | None:
+    """Run a command added by :func:`add_commands`; None if ``args.command`` is not one."""
+    command = getattr(args, "command", None)
+    if command in ("train", "sample", "evaluate"):
+        from .checkpoint import CheckpointError
+
+        run = {"train": _train, "sample": _sample, "evaluate": _evaluate}[command]
+        try:
+            return run(args)
+        except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as err:
+            # expected user-facing failures: one clear line instead of a traceback
+            print(f"drdd-edu {command}: error: {type(err).__name__}: {err}", file=sys.stderr)
+            return 2
+    if command == "bench":
+        result = bench(
+            preset=args.preset,
+            size=args.size,
+            batch=args.batch,
+            steps=args.steps,
+            warmup=args.warmup,
+            device=args.device,
+            objective=args.objective,
+            two_networks=args.two_networks,
+            amp=args.amp,
+            compile=args.compile,
+            channels_last=args.channels_last,
+        )
+        print(
+            f"bench {result['preset']} {result['size']}² batch {result['batch']} on "
+            f"{result['device']}: {result['images_per_s']:.1f} images/s, "
+            f"{result['ms_per_step']:.1f} ms/step, {result['tflops']:.3f} TFLOP/s, "
+            f"peak memory {result['peak_memory_mb']:.0f} MB ({result['memory_kind']})"
+        )
+        _write_json(args.json, result)
+        return 0
+    return None
+
+
+def _write_json(path: Path | None, data: dict[str, Any]) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n")
+        print(f"wrote {path}")
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import Trainer, load_config
+
+    overrides: dict[str, Any] = {}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    if args.out is not None:
+        overrides["out_dir"] = str(args.out)
+    if args.device is not None:
+        overrides["device"] = args.device
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.no_progress:
+        overrides["progress"] = False
+    cfg = load_config(args.config, **overrides)
+    trainer = Trainer(cfg, resume=args.resume)
+    if trainer.dist.is_main:
+        where = f" (resumed at step {trainer.step})" if trainer.step else ""
+        print(f"training {cfg.name} → {cfg.output_dir}{where}", flush=True)
+    last = trainer.run()
+    if trainer.dist.is_main:
+        msg = f"done: step {last.get('step')}"
+        if "loss" in last:
+            msg += f", loss {last['loss']:.4f}"
+        if trainer.last_eval:
+            msg += ", " + ", ".join(f"{k} {v:.4f}" for k, v in trainer.last_eval.items())
+        print(msg, flush=True)
+    return 0
+
+
+def _resolve(device: str) -> Any:
+    from .train import resolve_device
+
+    return resolve_device(device)
+
+
+def _test_source(cfg: Any) -> Any:
+    from .train import _load_sources
+
+    return _load_sources(cfg.replace(stage="rddm", objective="pred_res"), _resolve("cpu"), False)[1]
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from .train import model_from_checkpoint, restore_test_images
+
+    device = _resolve(args.device)
+    model, cfg, ck = model_from_checkpoint(args.checkpoint, use_ema=not args.raw, device=device)
+    clean, start, restored = restore_test_images(
+        model, cfg, _test_source(cfg), args.n, args.steps, device
+    )
+    _save_grid([start, restored, clean], args.out)
+    print(
+        f"wrote {args.out}: {len(clean)} test images from step {ck['step']} "
+        f"({cfg.stage}, {args.steps} steps); rows: input, restored, target"
+    )
+    return 0
+
+
+def _save_grid(rows: list[Any], path: Path) -> None:
+    """Save rows of (N, 3, H, W) [0, 1] images as one PNG grid."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import torch
+
+    grid = torch.cat([torch.cat(list(r.cpu().clamp(0, 1)), dim=-1) for r in rows], dim=-2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plt.imsave(path, grid.permute(1, 2, 0).numpy())
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .train import evaluate_model, model_from_checkpoint
+
+    device = _resolve(args.device)
+    model, cfg, ck = model_from_checkpoint(args.checkpoint, device=device)
+    noise_model = noise_cfg = None
+    if args.noise_checkpoint is not None:
+        if cfg.stage != "drdd_residual":
+            raise SystemExit("--noise-checkpoint needs a drdd_residual --checkpoint")
+        noise_model, noise_cfg, _ = model_from_checkpoint(args.noise_checkpoint, device=device)
+        if noise_cfg.stage != "drdd_noise":
+            raise SystemExit(f"{args.noise_checkpoint} is not a drdd_noise checkpoint")
+    test = _test_source(cfg)
+    metrics = evaluate_model(
+        model,
+        cfg,
+        test,
+        n_images=args.n,
+        sampling_steps=args.steps,
+        device=device,
+        noise_model=noise_model,
+        noise_cfg=noise_cfg,
+    )
+    print(
+        f"{args.checkpoint} (step {ck['step']}, stage {cfg.stage}, {args.split}, "
+        f"{args.n} images, {args.steps} steps): PSNR {metrics['psnr']:.2f} dB "
+        f"(input {metrics['psnr_in']:.2f}), SSIM {metrics['ssim']:.4f} "
+        f"(input {metrics['ssim_in']:.4f})"
+    )
+    _write_json(args.json, {"checkpoint": str(args.checkpoint), "step": ck["step"], **metrics})
+    return 0
+
+
+def bench(
+    preset: str = "tiny",
+    size: int = 32,
+    batch: int = 16,
+    steps: int = 10,
+    warmup: int = 2,
+    device: str = "auto",
+    objective: str = "pred_res_noise",
+    two_networks: bool = False,
+    amp: str = "off",
+    compile: bool = False,
+    channels_last: bool = False,
+) -> dict[str, Any]:
+    """Time ``steps`` training steps (after ``warmup``) on synthetic data with the Trainer's own
+    step; returns images/s, ms/step, TFLOP/s (forward FLOPs × 3 for forward + backward) and the
+    peak memory (CUDA allocator peak, or the process's peak RSS on CPU)."""
+    import resource
+
+    import torch
+
+    from .nn import count_parameters, flops_per_image
+    from .train import TrainConfig, Trainer
+
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"need steps ≥ 1 and warmup ≥ 0, got {steps}, {warmup}")
+    cfg = TrainConfig(
+        name="bench",
+        preset=preset,
+        objective=objective,
+        two_networks=two_networks,
+        dataset="synthetic",
+        image_size=size,
+        batch_size=batch,
+        steps=warmup + steps,
+        out_dir="",
+        eval_every=0,
+        ckpt_every=0,
+        progress=False,
+        device=device,
+        amp=amp,
+        compile=compile,
+        channels_last=channels_last,
+    )
+    tr = Trainer(cfg)
+    dev = tr.device
+    flops = flops_per_image(tr.ema, size)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    for _ in range(warmup):
+        tr.train_step()
+    sync()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        tr.train_step()
+    sync()
+    dt = time.perf_counter() - t0
+    tr.close()
+    if dev.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(dev) / 2**20, "cuda max allocated"
+    else:
+        peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
+    ips = batch * steps / dt
+    return {
+        "preset": preset,
+        "size": size,
+        "batch": batch,
+        "steps": steps,
+        "device": str(dev)
+        + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
+        "objective": objective,
+        "two_networks": two_networks,
+        "amp": str(tr.amp_dtype).replace("torch.", "") if tr.amp_dtype else "off",
+        "compile": compile,
+        "channels_last": channels_last,
+        "parameters": count_parameters(tr.model),
+        "flops_per_image_fwd": flops,
+        "ms_per_step": 1000 * dt / steps,
+        "images_per_s": ips,
+        "tflops": 3 * flops * ips / 1e12,
+        "peak_memory_mb": peak,
+        "memory_kind": kind,
+        "torch": torch.__version__,
+    }
+
+
+# ----------------------------------------------------------------------------- standalone
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m drdd_edu.train_cli", description="train / sample / evaluate / bench"
+    )
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result = dispatch(args)
+    if result is None:  # pragma: no cover - argparse rejects unknown commands
+        raise AssertionError(f"unhandled command {args.command}")
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,430 @@
+"""Training: configs, objectives and DRDD stages, exact resume after SIGKILL, DDP equivalence,
+corrupt checkpoints on resume, and the train/sample/evaluate/bench commands."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from drdd_edu.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
+from drdd_edu.train import (
+    TrainConfig,
+    Trainer,
+    batch_indices,
+    list_configs,
+    load_config,
+    model_from_checkpoint,
+)
+from drdd_edu.train_cli import add_commands, dispatch, main
+
+# small and fast: the tiny UNet at 16², 10 patches per source image (60 training pairs)
+BASE = dict(
+    name="t",
+    preset="tiny",
+    image_size=16,
+    batch_size=4,
+    steps=4,
+    lr=1e-3,
+    warmup_steps=0,
+    max_patches_per_image=10,
+    data_scales=(1.0, 0.5),
+    eval_every=0,
+    eval_images=4,
+    sampling_steps=2,
+    ckpt_every=0,
+    keep_last=0,
+    progress=False,
+    device="cpu",
+    amp="off",
+)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    """A shared data cache, so each run loads the small All-in-One-5 build instead of rebuilding."""
+    path = tmp_path_factory.mktemp("data_cache")
+    from drdd_edu.data import build_all_in_one5
+
+    build_all_in_one5(
+        size=16, scales=(1.0, 0.5), max_patches_per_image=10, cache_dir=path, progress=False
+    )
+    return path
+
+
+def _cfg(cache_dir: Path, out: Path | str = "", **kw) -> TrainConfig:
+    return TrainConfig(**{**BASE, "cache_dir": str(cache_dir), "out_dir": str(out), **kw})
+
+
+def _write_toml(path: Path, cfg: TrainConfig) -> Path:
+    lines = [f"{k} = {json.dumps(v)}" for k, v in cfg.to_dict().items()]  # JSON ⊂ TOML here
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "drdd_edu.train_cli", *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _states(path: Path) -> dict[str, dict]:
+    ck = torch.load(path, weights_only=True)
+    return {"model": ck["model"], "ema": ck["ema"], "optimizer": ck["optimizer"]["state"]}
+
+
+def _assert_equal_states(a: dict, b: dict) -> None:
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs"
+    for i in a["optimizer"]:
+        for k, v in a["optimizer"][i].items():
+            assert torch.equal(v, b["optimizer"][i][k]), f"optimizer state {i}.{k} differs"
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def test_bundled_configs_load():
+    names = list_configs()
+    for want in ("tiny-cpu", "small-cpu", "full-gpu", "drdd-noise-tiny", "drdd-residual-tiny"):
+        assert want in names
+        cfg = load_config(want)
+        assert cfg.name == want
+    full = load_config("full-gpu")
+    assert (full.preset, full.image_size, full.batch_size, full.amp, full.compile) == (
+        "rddm",
+        64,
+        64,
+        "bf16",
+        True,
+    )
+    assert load_config("drdd-noise-tiny").stage == "drdd_noise"
+    assert load_config("drdd-residual-tiny").objective == "pred_res"
+    assert load_config("tiny-cpu", steps=7).steps == 7
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"preset": "huge"}, "unknown preset"),
+        ({"objective": "pred_x0"}, "unknown objective"),
+        ({"stage": "ddpm"}, "unknown stage"),
+        ({"steps": 0}, "steps must be an int ≥ 1"),
+        ({"batch_size": 0}, "batch_size must be an int ≥ 1"),
+        ({"data_fraction": 0.0}, "data_fraction"),
+        ({"data_fraction": 1.5}, "data_fraction"),
+        ({"loss": "huber"}, "unknown loss"),
+        ({"amp": "fp16"}, "unknown amp"),
+        ({"image_size": 18}, "divisible by 4"),
+        ({"stage": "drdd_noise", "objective": "pred_res"}, "pred_noise"),
+        ({"stage": "drdd_residual", "objective": "pred_noise"}, "pred_res"),
+        ({"objective": "pred_res", "two_networks": True}, "two_networks"),
+        ({"objective": "pred_noise"}, "schedule = 'ddim'"),
+        ({"schedule": "cosine"}, "unknown schedule"),
+    ],
+)
+def test_bad_configs(changes, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**{**BASE, **changes})
+
+
+def test_toml_errors(tmp_path):
+    (tmp_path / "bad.toml").write_text('presett = "tiny"\n')
+    with pytest.raises(ValueError, match="unknown config keys.*presett"):
+        load_config(tmp_path / "bad.toml")
+    (tmp_path / "broken.toml").write_text("steps = = 3\n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_config(tmp_path / "broken.toml")
+    with pytest.raises(FileNotFoundError, match="tiny-cpu"):
+        load_config("no-such-config")
+
+
+def test_batch_indices_are_a_function_of_seed_and_step():
+    n, B = 10, 4
+    a = batch_indices(0, 3, B, n)
+    assert torch.equal(a, batch_indices(0, 3, B, n))
+    assert not torch.equal(a, batch_indices(1, 3, B, n))
+    # an epoch (steps covering positions 0..n−1 of a permutation) visits every item once
+    first_epoch = torch.cat([batch_indices(0, s, 5, n) for s in range(2)])
+    assert sorted(first_epoch.tolist()) == list(range(n))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_tiny_config_trains_and_loss_falls(cache_dir):
+    cfg = _cfg(cache_dir, steps=50, batch_size=8, lr=2e-3, loss="l2", objective="pred_res")
+    losses = [s["loss"] for s in Trainer(cfg).steps()]
+    assert len(losses) == 50 and all(math.isfinite(v) for v in losses)
+    first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
+    assert last < 0.7 * first, (first, last)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"objective": "pred_res"},
+        {"objective": "pred_noise", "loss": "l2", "schedule": "ddim"},
+        {"objective": "pred_res_noise"},
+        {"objective": "pred_res_noise", "two_networks": True, "time_mode": "coefficients"},
+        {"stage": "drdd_noise", "objective": "pred_noise", "loss": "l2"},
+        {"stage": "drdd_residual", "objective": "pred_res", "noise_strength": 1.0},
+        {"amp": "bf16", "channels_last": True},
+        {"data_fraction": 0.5, "data_size": 0, "hflip": False},
+    ],
+    ids=["res", "noise", "res_noise", "two_nets", "drdd_noise", "drdd_residual", "bf16", "frac"],
+)
+def test_objectives_and_stages_run(cache_dir, tmp_path, changes):
+    cfg = _cfg(cache_dir, tmp_path / "run", steps=2, eval_every=2, **changes)
+    trainer = Trainer(cfg)
+    states = list(trainer.steps())
+    assert [s["step"] for s in states] == [1, 2]
+    assert all(math.isfinite(s["loss"]) and s["grad_norm"] >= 0 for s in states)
+    assert set(states[-1]["eval"]) == {"psnr", "ssim", "psnr_in", "ssim_in"}
+    assert all(math.isfinite(v) for v in states[-1]["eval"].values())
+    assert Path(states[-1]["checkpoint"]).is_file()  # the last step always checkpoints
+    assert trainer.model.conditioned == (cfg.stage != "drdd_noise")
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 2
+
+
+def test_drdd_noise_stage_uses_unpaired_target_images_only(cache_dir):
+    trainer = Trainer(_cfg(cache_dir, stage="drdd_noise", objective="pred_noise"))
+    assert trainer.train_src.degraded is None  # clean target-domain images, no pairs
+    from drdd_edu.data import build_all_in_one5
+
+    data = build_all_in_one5(
+        size=16, scales=(1.0, 0.5), max_patches_per_image=10, cache_dir=cache_dir, progress=False
+    )
+    assert torch.equal(trainer.train_src.clean, torch.from_numpy(data.arrays["target_clean"]))
+    assert trainer.batch(0)["x_in"] is None
+
+
+def test_run_with_crops_and_warmup(cache_dir, tmp_path):
+    # 16² patches, random 8² crops
+    cfg = _cfg(cache_dir, tmp_path / "r", steps=3, warmup_steps=2, image_size=8, data_size=16)
+    trainer = Trainer(cfg)
+    assert trainer.batch(0)["x0"].shape == (4, 3, 8, 8)
+    assert trainer.lr_at(0) == pytest.approx(5e-4) and trainer.lr_at(5) == pytest.approx(1e-3)
+    last = trainer.run()
+    assert last["step"] == 3
+
+
+def test_per_sample_crop():
+    from drdd_edu.train import _crop
+
+    x = torch.randn(3, 2, 6, 6)
+    top, left = torch.tensor([0, 2, 1]), torch.tensor([1, 0, 2])
+    out = _crop(x, top, left, 4)
+    for i in range(3):
+        assert torch.equal(out[i], x[i, :, top[i] : top[i] + 4, left[i] : left[i] + 4])
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def test_sigkill_then_resume_gives_bit_identical_weights(cache_dir, tmp_path):
+    """Kill a CLI training run with SIGKILL after its first checkpoint, resume it, and compare
+    with an uninterrupted run: model, EMA and optimiser states must be exactly equal."""
+    steps = 24
+    cfg = _cfg(cache_dir, steps=steps, ckpt_every=4, keep_last=0, eval_every=12)
+    toml = _write_toml(tmp_path / "run.toml", cfg)
+    full, killed = tmp_path / "full", tmp_path / "killed"
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drdd_edu.train_cli", "train", "--config", str(toml)]
+        + ["--out", str(killed), "--no-progress"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 90
+    try:
+        while latest_checkpoint(killed / "checkpoints") is None:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    done = [s for s, _ in list_checkpoints(killed / "checkpoints")]
+    assert done and max(done) < steps, done  # killed mid-run
+
+    res = _cli("train", "--config", str(toml), "--out", str(killed), "--resume", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert f"resumed at step {max(done)}" in res.stdout
+    ref = _cli("train", "--config", str(toml), "--out", str(full), "--no-progress")
+    assert ref.returncode == 0, ref.stderr
+
+    final = f"checkpoints/ckpt_{steps:08d}.pt"
+    _assert_equal_states(_states(full / final), _states(killed / final))
+
+
+def test_in_process_resume_matches_and_checks_config(cache_dir, tmp_path):
+    a = Trainer(_cfg(cache_dir, tmp_path / "a", steps=4))
+    a.run()
+    b1 = Trainer(_cfg(cache_dir, tmp_path / "b", steps=2))
+    b1.run()
+    b2 = Trainer(_cfg(cache_dir, tmp_path / "b", steps=4), resume=True)  # more steps: allowed
+    assert b2.step == 2
+    b2.run()
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b2.model.state_dict()[k])
+    with pytest.raises(CheckpointError, match="config mismatch.*lr"):
+        Trainer(_cfg(cache_dir, tmp_path / "b", steps=6, lr=5e-3), resume=True)
+    with pytest.raises(FileExistsError, match="resume"):
+        Trainer(_cfg(cache_dir, tmp_path / "b", steps=6))  # would mix two runs
+
+
+def test_corrupt_latest_checkpoint_on_resume_raises(cache_dir, tmp_path):
+    out = tmp_path / "run"
+    Trainer(_cfg(cache_dir, out, steps=4, ckpt_every=2)).run()
+    latest = latest_checkpoint(out / "checkpoints")
+    assert latest.name == "ckpt_00000004.pt"
+    data = latest.read_bytes()
+    latest.write_bytes(data[: len(data) // 3])  # torn copy
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as info:
+        Trainer(_cfg(cache_dir, out, steps=6), resume=True)
+    assert str(latest) in str(info.value)
+    latest.write_bytes(b"garbage" * 100)
+    res = _cli("train", "--config", str(_write_toml(tmp_path / "c.toml", _cfg(cache_dir, out))))
+    assert (
+        res.returncode == 2 and "FileExistsError" in res.stderr
+    )  # without --resume an existing run is refused, not overwritten
+    res = _cli(
+        "train", "--config", str(tmp_path / "c.toml"), "--out", str(out), "--resume", "--steps", "6"
+    )
+    assert res.returncode == 2 and "CheckpointError" in res.stderr and str(latest) in res.stderr
+    assert "truncated or corrupt" in res.stderr and "Traceback" not in res.stderr
+    assert latest_checkpoint(out / "checkpoints") == latest  # nothing restarted from scratch
+
+
+# ----------------------------------------------------------------------------- DDP
+
+
+def test_ddp_two_processes_match_one_process(cache_dir, tmp_path):
+    """torchrun with 2 gloo ranks on CPU (global batch 4 = 2 × 2) ends where one process with
+    batch 4 ends, up to the summation order of the gradient all-reduce.
+
+    The float32 gradients of the two runs agree to ~5e-6 relative to their largest entry,
+    but Adam's update g/(|g| + ε) turns the absolute error of entries with |g| ≲ ε into an
+    error of up to ~0.1·lr; a small lr keeps the gap below 1e-6 while wrong sharding (other
+    samples or noise) would move parameters by ~lr per step. The per-step losses (forward
+    values, all-reduced over the ranks) are compared directly.
+    """
+    lr = 5e-6  # expected gap ≈ 3.5e-7
+    cfg = _cfg(cache_dir, steps=3, batch_size=4, lr=lr, log_every=1)
+    toml = _write_toml(tmp_path / "ddp.toml", cfg)
+    out = tmp_path / "ddp"
+    res = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+        + ["-m", "drdd_edu.train_cli", "train", "--config", str(toml), "--out", str(out)]
+        + ["--no-progress"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    ck = torch.load(out / "checkpoints" / "ckpt_00000003.pt", weights_only=True)
+    assert ck["extra"]["world_size"] == 2
+    single = Trainer(cfg.replace(out_dir=""))
+    init = {k: v.clone() for k, v in single.model.state_dict().items()}
+    losses = [state["loss"] for state in single.steps()]
+    logged = [json.loads(x)["loss"] for x in (out / "log.jsonl").read_text().splitlines()]
+    assert logged == pytest.approx(losses, rel=1e-6, abs=0)
+    moved = max((v - init[k]).abs().max().item() for k, v in single.model.state_dict().items())
+    assert moved > 2 * lr  # three Adam steps of size ~lr: the check below is not vacuous
+    for part, module in (("model", single.model), ("ema", single.ema)):
+        for k, v in module.state_dict().items():
+            torch.testing.assert_close(ck[part][k], v, rtol=0, atol=1e-6, msg=f"{part}.{k}")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_bench_cli(capsys, tmp_path):
+    out = tmp_path / "bench.json"
+    assert (
+        main(
+            ["bench", "--preset", "tiny", "--size", "32", "--batch", "4", "--steps", "2"]
+            + ["--device", "cpu", "--json", str(out)]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "images/s" in text and "TFLOP/s" in text
+    result = json.loads(out.read_text())
+    assert result["images_per_s"] > 0 and result["tflops"] > 0 and result["peak_memory_mb"] > 0
+
+
+def test_sample_and_evaluate_cli(cache_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    Trainer(_cfg(cache_dir, out, steps=2)).run()
+    path = latest_checkpoint(out / "checkpoints")
+    model, cfg, _ = model_from_checkpoint(path)
+    assert cfg.steps == 2 and not model.training
+    png = tmp_path / "s.png"
+    assert (
+        main(
+            ["sample", "--checkpoint", str(path), "--steps", "2", "--n", "3"]
+            + ["--out", str(png), "--device", "cpu"]
+        )
+        == 0
+    )
+    assert png.stat().st_size > 0
+    js = tmp_path / "e.json"
+    assert (
+        main(
+            ["evaluate", "--checkpoint", str(path), "--n", "4", "--steps", "2"]
+            + ["--device", "cpu", "--json", str(js)]
+        )
+        == 0
+    )
+    assert "PSNR" in capsys.readouterr().out
+    assert set(json.loads(js.read_text())) >= {"psnr", "ssim", "step"}
+
+
+def test_drdd_two_stage_evaluate(cache_dir, tmp_path, capsys):
+    res_dir, noise_dir = tmp_path / "res", tmp_path / "noise"
+    Trainer(_cfg(cache_dir, res_dir, steps=1, stage="drdd_residual", objective="pred_res")).run()
+    Trainer(_cfg(cache_dir, noise_dir, steps=1, stage="drdd_noise", objective="pred_noise")).run()
+    assert (
+        main(
+            ["evaluate", "--checkpoint", str(latest_checkpoint(res_dir / "checkpoints"))]
+            + ["--noise-checkpoint", str(latest_checkpoint(noise_dir / "checkpoints"))]
+            + ["--n", "2", "--steps", "2", "--device", "cpu"]
+        )
+        == 0
+    )
+    assert "drdd_residual" in capsys.readouterr().out
+
+
+def test_add_commands_and_dispatch():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--config", "tiny-cpu", "--resume", "--steps", "5"])
+    assert args.resume and args.steps == 5
+    assert dispatch(argparse.Namespace(command="info")) is None  # not ours: the lead's
