@@ -1,0 +1,818 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+#   drdd_edu:
+#     level: "2 — intermediate (needs notebook 02)"
+#     budget_s: 180
+# ---
+
+# %% [markdown]
+# # Schedules and path independence
+#
+# **Level:** 2 — intermediate (needs notebook 02).
+#
+# **Prerequisites:** notebook 02 (RDDM's generalised reverse step, the removal paths
+# `simultaneous` / `residual_first` / `noise_first`, the oracle and dataset-ideal predictors);
+# notebook 01 for the schedules $\bar\alpha_t$, $\bar\beta_t$ and `sum_scale`; Riemann sums.
+#
+# **Learning goals.** After this notebook you can
+#
+# 1. read RDDM's power family $P(x, k) = x^k$ of coefficient schedules, check its boundary
+#    conditions and its continuum limit $\bar\alpha_t \approx 1-(1-\tau)^{k_\alpha+1}$,
+#    $\bar\beta_t^2 \approx s\,\tau^{k_\beta+1}$, and say where a few-step sampler evaluates it;
+# 2. state RDDM's path-independence claim and prove it for the oracle predictor;
+# 3. quantify how far removal orders, step counts and schedules disagree with the dataset-ideal
+#    predictor — sample by sample and in distribution;
+# 4. explain the disagreement with one hidden variable, the noise-to-signal ratio
+#    $\sigma' = \bar\beta/(1-\bar\alpha)$: equal $\sigma'$ sequences give equal outputs, all paths on which
+#    $\sigma'$ falls from $\infty$ to $0$ converge to the same answer, and the noise-first order breaks this;
+# 5. use the interactive lab (`drdd_edu.widgets.PathLab`), export its settings as JSON and regenerate
+#    any of its figures from them with `plot_lab(run_lab(LabParams.from_json(s)))`.
+#
+# **Runtime budget:** CPU only, no training. Smoke size (what the tests run, `DRDD_EDU_SMOKE=1`:
+# 16×16 images, 64 starting noises): about 10–20 s on a 2-core machine. Full size
+# (`DRDD_EDU_SMOKE=0`: 32×32 images, 256 starting noises, a longer reference run): 20–50 s. The test
+# harness allows 180 s.
+#
+# **How to read it.** Every claim is followed by an `assert`. Exact identities are checked to
+# float32 precision ($10^{-5}$ on quantities of order 1) or float64 precision ($10^{-10}$). Frequencies
+# over $n$ starting noises are checked to **5 binomial standard errors** $5\sqrt{p(1-p)/n}$. All random
+# numbers are seeded, so the notebook prints the same numbers on every run. The interactive lab in
+# section 5 needs a live kernel; section 6 shows the same figures as static panels, so the notebook
+# stays complete as a document.
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import display
+
+from drdd_edu import toydata
+from drdd_edu.diffusion import from_model_range, to_model_range
+from drdd_edu.notebook import is_smoke, pick, savefig, seed_everything
+from drdd_edu.predictors import DatasetIdealPredictor
+from drdd_edu.samplers import (
+    PATH_ORDERS,
+    removal_path,
+    sample_path,
+    sample_path_iter,
+    timestep_pairs,
+)
+from drdd_edu.schedules import rddm_schedule
+from drdd_edu.widgets import LAB_T, LabParams, PathLab, figure_png, plot_lab, run_lab
+
+START = time.perf_counter()
+print("smoke size" if is_smoke() else "full size")
+torch.set_default_dtype(torch.float32)
+
+T = LAB_T  # 1000, as in the RDDM reference code
+IMG_SIZE = pick(32, 16)  # photographs are IMG_SIZE × IMG_SIZE
+N_SEEDS = pick(256, 64)  # starting noises in the batched experiments of section 3
+STEP_GRID = (1, 2, 3, 5, 10, 20, 50)  # sampling steps compared in section 3
+REF_STEPS = pick(400, 200)  # "many steps": the reference map of section 3
+POWERS = (0.0, 0.5, 1.0, 2.0, 4.0)  # exponents k of the P(x, k) family in section 1
+
+FLOAT32_TOL = 1e-5  # exact identity, float32, quantities of order 1
+FLOAT64_TOL = 1e-10  # exact identity, float64
+EXACT_DB = 60.0  # PSNR above which a restoration counts as exact (float32 round-off only)
+ON_PHOTO = 1e-4  # RMS distance (on [-1, 1]) below which an output *is* a training photo
+N_SE = 5.0  # tolerance for frequencies, in binomial standard errors
+DPI = 90  # figures saved by this notebook
+
+
+def tau_grid(T: int) -> torch.Tensor:
+    """τ = t'/T for t' = t + 1 = 1 … T: the fraction of the forward process done after step t."""
+    return torch.arange(1, T + 1, dtype=torch.float64) / T
+
+
+# %% [markdown]
+# ## 1. The $P(x, k)$ schedule family
+#
+# The RDDM reference schedule for restoration adds the residual with **linearly decreasing** weights
+# and the noise with **linearly increasing** variances (notebook 01):
+# $\alpha_t = (T+1-t')/\tfrac{T(T+1)}{2}$, $\beta_t^2 = s\cdot t'/\tfrac{T(T+1)}{2}$, $t' = t+1$,
+# with $s$ = `sum_scale`. For its path-independence study RDDM varies the *shape* of both with the
+# power family $P(x, k) = x^k$:
+#
+# $$\alpha_t \propto \Bigl(\tfrac{T+1-t'}{T}\Bigr)^{k_\alpha},\qquad
+#   \beta_t^2 \propto s\,\Bigl(\tfrac{t'}{T}\Bigr)^{k_\beta},\qquad
+#   \text{normalised so that } \bar\alpha_{T-1} = 1,\ \bar\beta_{T-1}^2 = s .$$
+#
+# $k = 1$ is the reference, $k = 0$ spreads the residual (or the noise variance) uniformly.
+# `rddm_schedule(T, sum_scale, alpha_power, beta_power)` builds it.
+#
+# **Continuum limit.** With $\tau = t'/T$ the sums become integrals. The residual still *missing*
+# after step $t$ is $1-\bar\alpha_t = \sum_{i>t}\alpha_i \approx \int_0^{1-\tau}u^{k}\,du \big/ \int_0^1 u^{k}\,du$, so
+#
+# $$\bar\alpha_t \approx 1 - (1-\tau)^{k_\alpha+1},\qquad \bar\beta_t^2 \approx s\,\tau^{k_\beta+1},$$
+#
+# with an error of order $1/T$ (a Riemann sum), and exact for $k = 0$.
+# **Reading the powers.** Sampling runs *backwards* from $\tau = 1$. A large $k_\alpha$ keeps
+# $\bar\alpha \approx 1$ for a long time ($1-\bar\alpha = (1-\tau)^{k_\alpha+1}$ is tiny near $\tau = 1$): the residual is
+# removed **late**. A large $k_\beta$ makes $\bar\beta$ drop quickly near $\tau = 1$: the noise is removed **early**.
+# Larger $k_\alpha$ gives a larger $\bar\alpha_t$ at every $t$ (the weights move towards the first steps).
+
+# %%
+tau = tau_grid(T)
+family = {k: rddm_schedule(T, sum_scale=1.0, alpha_power=k, beta_power=k) for k in POWERS}
+for k, sch in family.items():
+    # boundary conditions: the whole residual and the whole noise variance at the last step
+    assert float(sch.alphas_cumsum[-1]) == 1.0 and abs(sch.sum_scale - 1.0) < FLOAT64_TOL
+    assert (torch.diff(sch.alphas_cumsum) >= 0).all() and (torch.diff(sch.betas2_cumsum) > 0).all()
+    err_a = float((sch.alphas_cumsum - (1 - (1 - tau) ** (k + 1))).abs().max())
+    err_b = float((sch.betas2_cumsum - tau ** (k + 1)).abs().max())
+    print(f"k = {k:3}: max |ᾱ − continuum| = {err_a:.1e}, max |β̄² − continuum| = {err_b:.1e}")
+    assert err_a < 1 / T and err_b < 1 / T  # O(1/T) Riemann-sum error ...
+    if k == 0:
+        assert err_a < FLOAT64_TOL and err_b < FLOAT64_TOL  # ... and exact for k = 0
+# larger k_α: more residual at every t (first-order stochastic dominance of the α weights)
+for k_lo, k_hi in zip(POWERS[:-1], POWERS[1:], strict=True):
+    assert (family[k_hi].alphas_cumsum[:-1] > family[k_lo].alphas_cumsum[:-1]).all()
+    assert (family[k_hi].betas2_cumsum[:-1] < family[k_lo].betas2_cumsum[:-1]).all()
+# sum_scale only rescales β̄²; it leaves ᾱ alone
+small = rddm_schedule(T, sum_scale=0.01)
+assert torch.allclose(small.betas2_cumsum, 0.01 * family[1.0].betas2_cumsum, rtol=1e-12, atol=0)
+assert torch.equal(small.alphas_cumsum, family[1.0].alphas_cumsum)
+
+# %% [markdown]
+# A sampler with $S$ steps does not see the whole curve: it evaluates the schedule at the $S+1$ nodes
+# of the reference time grid `timestep_pairs(T, S)` (999, 799, …, −1 for $S = 5$). Changing the
+# powers moves these nodes along the $(\bar\alpha, \bar\beta)$ plane — the *speed* at which residual and
+# noise leave. The right panel shows where a 5-step sampler stands for four schedules.
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+t_axis = torch.arange(T)
+for k, sch in family.items():
+    axes[0].plot(t_axis, sch.alphas_cumsum, label=f"$k_\\alpha$ = {k:g}")
+    axes[1].plot(t_axis, sch.betas_cumsum, label=f"$k_\\beta$ = {k:g}")
+axes[0].plot(t_axis, 1 - (1 - tau) ** 2, "k:", lw=1, label="continuum, $k_\\alpha$ = 1")
+axes[0].set(
+    xlabel="t",
+    ylabel=r"$\bar\alpha_t$",
+    title=r"residual: $\alpha_t \propto ((T+1-t')/T)^{k_\alpha}$",
+)
+axes[1].set(
+    xlabel="t",
+    ylabel=r"$\bar\beta_t$",
+    title=r"noise: $\beta_t^2 \propto (t'/T)^{k_\beta}$, $s = 1$",
+)
+for ax in axes[:2]:
+    ax.legend(fontsize=7)
+plane_cases = [(1.0, 1.0), (0.0, 1.0), (3.0, 1.0), (1.0, 3.0)]
+nodes_5 = [t for t, _ in timestep_pairs(T, 5)]
+for ka, kb in plane_cases:
+    sch = rddm_schedule(T, 1.0, alpha_power=ka, beta_power=kb)
+    (line,) = axes[2].plot(
+        sch.alphas_cumsum, sch.betas_cumsum, lw=1.2, label=f"$k_\\alpha$={ka:g}, $k_\\beta$={kb:g}"
+    )
+    axes[2].plot(
+        sch.alphas_cumsum[nodes_5], sch.betas_cumsum[nodes_5], "o", color=line.get_color(), ms=4
+    )
+axes[2].plot(0, 0, "k*", ms=10)
+axes[2].set(
+    xlabel=r"$\bar\alpha$ (residual left)",
+    ylabel=r"$\bar\beta$ (noise left)",
+    title="schedule curves, ● = nodes of a 5-step sampler",
+)
+axes[2].legend(fontsize=7, loc="lower right")
+fig.tight_layout()
+savefig(fig, "03_schedule_family", dpi=DPI)
+plt.show()
+
+# %% [markdown]
+# ## 2. Removal orders, and path independence for the oracle
+#
+# A deterministic sampler walks from $(\bar\alpha, \bar\beta) = (1, \sqrt{s})$ to $(0, 0)$ along nodes
+# $(a_0, b_0), (a_1, b_1), \dots$ and updates (η = 0 form of RDDM's step, notebook 02)
+#
+# $$x' = x - (a - a')\,\hat I_\text{res} - (b - b')\,\hat\epsilon .$$
+#
+# `removal_path(schedule, steps, order)` gives three orders: `simultaneous` (RDDM: along the schedule
+# curve, $S$ steps), `residual_first` (the residual leaves at constant noise, then the noise — DRDD's order,
+# $2S$ steps) and `noise_first` (the reverse, $2S$ steps).
+#
+# **RDDM's claim** (path independence): with a predictor conditioned on $(\bar\alpha, \bar\beta)$ the
+# removal order and speed do not matter — every path ends at $I_0$. For the **oracle** this is exact:
+# if $x = I_0 + a\,I_\text{res} + b\,\epsilon$, the oracle returns $\hat I_\text{res} = I_\text{res}$ and $\hat\epsilon = \epsilon$, so
+#
+# $$x' = I_0 + a' I_\text{res} + b'\epsilon,$$
+#
+# the same form at the next node, whatever $(a, b) \to (a', b')$ is; at $(0, 0)$, $x = I_0$. (With η > 0,
+# RDDM's step replaces part of $\epsilon$ by fresh noise of the right variance; the form, and the end point,
+# are the same.) Even a starting state with the wrong amount of noise is fine: the oracle computes the
+# $\epsilon$ of the state it is shown.
+#
+# The lab's pure function `run_lab(LabParams(...))` runs one such experiment on a bundled photograph
+# (the astronaut, darkened): we sweep orders, step counts, schedule powers, η and the starting noise.
+
+# %%
+oracle_runs = []
+for order in PATH_ORDERS:
+    for steps in (1, 3, 10):
+        for ka, kb in ((1.0, 1.0), (0.5, 2.0), (3.0, 0.5)):
+            etas = (0.0, 1.0) if order == "simultaneous" else (0.0,)
+            for eta in etas:
+                p = LabParams(
+                    alpha_power=ka,
+                    beta_power=kb,
+                    order=order,
+                    steps=steps,
+                    eta=eta,
+                    size=IMG_SIZE,
+                    seed=len(oracle_runs),
+                )
+                oracle_runs.append(run_lab(p))
+oracle_runs.append(
+    run_lab(LabParams(noise_strength=0.3, steps=4, size=IMG_SIZE))
+)  # wrong start noise
+oracle_runs.append(
+    run_lab(LabParams(sum_scale=0.01, noise_strength=0.1, order="residual_first", size=IMG_SIZE))
+)
+worst = min(oracle_runs, key=lambda r: r.psnr)
+print(
+    f"{len(oracle_runs)} oracle runs: lowest PSNR {worst.psnr:.1f} dB, "
+    f"largest max |Î_0 − I_0| = {max(r.max_abs_error for r in oracle_runs):.1e}"
+)
+for r in oracle_runs:
+    assert r.psnr > EXACT_DB and r.max_abs_error < FLOAT32_TOL, r.params
+    n_expected = r.params.steps if r.params.order == "simultaneous" else 2 * r.params.steps
+    assert r.n_steps == n_expected
+# η was used where the sampler supports it, and only there
+assert {r.eta_applied for r in oracle_runs if r.params.order != "simultaneous"} == {0.0}
+assert any(r.eta_applied == 1.0 for r in oracle_runs)
+
+# %% [markdown]
+# ## 3. The dataset-ideal predictor: orders, steps and schedules disagree
+#
+# The oracle is a perfect but useless network: it already knows $I_0$. The interesting case is a
+# predictor that has to *infer* $I_0$. `DatasetIdealPredictor` is the best possible (MMSE) predictor
+# for a "training set" of the four bundled photographs, drawn uniformly and independently of
+# $I_\text{in}$ (notebook 02, section 5): it returns the posterior mean $\mathbb E[I_0 \mid x]$. It is what a
+# network trained on these four photos without the pairing could at best learn, and it generates a
+# training photo rather than restoring the input. Is *it* path independent?
+#
+# First one starting noise, the three orders, 5 steps — via the lab's `run_lab`.
+
+# %%
+one_seed = {
+    order: run_lab(
+        LabParams(predictor="dataset_ideal", order=order, steps=5, size=IMG_SIZE, seed=4)
+    )
+    for order in PATH_ORDERS
+}
+for order, r in one_seed.items():
+    print(
+        f"{order:15s}: nearest photo {r.nearest_image:10s} at RMS {r.nearest_rmse:.1e}, "
+        f"PSNR vs the true I_0 {r.psnr:5.1f} dB"
+    )
+# all three start from the same state ...
+assert all(torch.equal(r.x_start, one_seed["simultaneous"].x_start) for r in one_seed.values())
+# ... two end exactly on a training photo, noise-first next to one
+assert (
+    one_seed["simultaneous"].nearest_rmse < ON_PHOTO
+    and one_seed["residual_first"].nearest_rmse < ON_PHOTO
+)
+assert one_seed["noise_first"].nearest_rmse > 100 * ON_PHOTO
+
+# %% [markdown]
+# One seed says little. We now run `N_SEEDS` starting noises $z$ at once (a batch), for several paths
+# and step counts, and record **which photo** each starting noise ends on (the nearest one) and how far
+# from it. The paths are: the simultaneous path on the reference schedule ($k_\alpha = k_\beta = 1$) and on
+# two other members of the family, the residual-first path, and the noise-first path. As a yardstick we
+# also run the simultaneous path with `REF_STEPS` steps: the **reference map** $z \mapsto$ photo.
+#
+# We measure, per path and step count: the fraction of outputs that *are* a photo (RMS < 1e-4), the
+# fraction that agree with the reference map, and the frequency of each photo.
+
+# %%
+bank = to_model_range(
+    torch.cat([toydata.bundled_image(name, IMG_SIZE) for name in toydata.BUNDLED_IMAGES])
+)
+x0_img = bank[:1]  # the astronaut
+x_in_img = to_model_range(toydata.darken(from_model_range(x0_img)))
+ideal = DatasetIdealPredictor(bank)
+Z = torch.randn((N_SEEDS, 3, IMG_SIZE, IMG_SIZE), generator=seed_everything(0))
+X_IN = x_in_img.expand(N_SEEDS, -1, -1, -1)
+n_photos = bank.shape[0]
+
+
+def run_batch(path: torch.Tensor) -> torch.Tensor:
+    """All N_SEEDS starting noises along one (ᾱ, β̄) path: x_start = I_in + β̄_0·z; (N, 3, H, W)."""
+    return sample_path(ideal, X_IN, path, x_start=X_IN + float(path[0, 1]) * Z)
+
+
+def nearest_photo(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(RMS distance to the nearest bank photo, its index), each shape (N,)."""
+    rms = (out[:, None] - bank[None]).flatten(2).pow(2).mean(-1).sqrt()  # (N, n_photos)
+    return rms.min(dim=1)
+
+
+# the lab and the batch use the same sampler: one lab run, replayed from its own starting state
+lab_run = one_seed["simultaneous"]
+replay = sample_path(ideal, x_in_img, lab_run.path, x_start=lab_run.x_start)
+assert float((replay - lab_run.output).abs().max()) < FLOAT32_TOL
+
+ref_schedule = rddm_schedule(T, 1.0)
+ref_rms, ref_idx = nearest_photo(run_batch(removal_path(ref_schedule, REF_STEPS, "simultaneous")))
+assert float(ref_rms.max()) < ON_PHOTO  # the reference map lands on a photo for every z
+
+configs = {  # label: (schedule, order)
+    "simultaneous": (ref_schedule, "simultaneous"),
+    "simultaneous, k_α=3": (rddm_schedule(T, 1.0, alpha_power=3.0), "simultaneous"),
+    "simultaneous, k_β=3": (rddm_schedule(T, 1.0, beta_power=3.0), "simultaneous"),
+    "residual_first": (ref_schedule, "residual_first"),
+    "noise_first": (ref_schedule, "noise_first"),
+}
+stats = {}  # (label, steps) -> dict
+outputs = {}
+for label, (sch, order) in configs.items():
+    for steps in STEP_GRID:
+        out = run_batch(removal_path(sch, steps, order))
+        rms, idx = nearest_photo(out)
+        outputs[(label, steps)] = out
+        stats[(label, steps)] = {
+            "on_photo": float((rms < ON_PHOTO).double().mean()),
+            "agree": float(((idx == ref_idx) & (rms < ON_PHOTO)).double().mean()),
+            "freq": torch.bincount(idx, minlength=n_photos).double() / N_SEEDS,
+            "rms": rms,
+            "idx": idx,
+        }
+
+print(
+    f"{N_SEEDS} starting noises, {IMG_SIZE}×{IMG_SIZE} photos; reference: {REF_STEPS} simultaneous steps"
+)
+print("agreement with the reference map (fraction of z that end on the same photo):")
+print(f"{'path':22s}" + "".join(f"{s:>7d}" for s in STEP_GRID))
+for label in configs:
+    print(f"{label:22s}" + "".join(f"{stats[(label, s)]['agree']:7.2f}" for s in STEP_GRID))
+print("fraction of outputs that are a training photo:")
+for label in configs:
+    print(f"{label:22s}" + "".join(f"{stats[(label, s)]['on_photo']:7.2f}" for s in STEP_GRID))
+ref_freq = torch.bincount(ref_idx, minlength=n_photos).double() / N_SEEDS
+print(
+    "photo frequencies of the reference map:",
+    dict(zip(toydata.BUNDLED_IMAGES, ref_freq.tolist(), strict=True)),
+)
+
+# %% [markdown]
+# **What the table says** (the cell below asserts each point):
+#
+# * **Per sample, speed and order matter.** With 2 steps, at least a sixth (and up to all) of the
+#   starting noises end on a different photo than the reference map, and with 1–3 steps the paths
+#   disagree with each other: how many $z$ keep their reference photo depends on the order and on the
+#   schedule powers. With more steps the simultaneous paths (all three schedules) and the residual-first
+#   path converge to the **same** map: at 50 steps they agree with the reference on almost every $z$,
+#   although they walk very different paths.
+# * **In distribution, too.** The reference map sends each photo about a quarter of the starting
+#   noises (the training distribution is uniform), while 2 steps are strongly biased towards the photo
+#   closest to the mean of the bank (with 1 step, the output *is* the mean: not a photo at all).
+# * **Noise-first never gets there.** Its output is the same for every $z$ — a blend
+#   $(1-a_1)\,\bar I + a_1 I_0^{k^*}$ of the bank mean $\bar I$ and the photo $k^*$ nearest to it (notebook 02,
+#   section 6) — so it never lands on a photo; more steps only shrink the blend weight $1-a_1$, like
+#   $S^{-(k_\alpha+1)}$ (the continuum limit of section 1 at $\tau = 1 - 1/S$).
+
+# %%
+bank_mean = bank.mean(0, keepdim=True)
+k_star = int((bank - bank_mean).flatten(1).norm(dim=1).argmin())
+print(f"photo nearest the bank mean: k* = {toydata.BUNDLED_IMAGES[k_star]}")
+converging = [label for label in configs if label != "noise_first"]
+few, many = STEP_GRID[1], STEP_GRID[-1]  # 2 and 50 steps
+for label in converging:
+    agree = [stats[(label, s)]["agree"] for s in STEP_GRID]
+    assert agree[1] < 0.85, label  # few steps: many z end on another photo
+    assert agree[-1] > 0.95 and stats[(label, many)]["on_photo"] == 1.0, label  # many: the same map
+    assert all(b >= a - 0.02 for a, b in zip(agree[:-1], agree[1:], strict=True)), (
+        label
+    )  # (almost) monotone in S
+# with few steps, the paths also disagree with each other: speed and order matter
+agree_3 = [stats[(label, 3)]["agree"] for label in converging]
+assert max(agree_3) - min(agree_3) > 0.25
+
+
+# residual-first and simultaneous: different paths, one map at many steps
+def same_photo(label_1: str, label_2: str, steps: int) -> float:
+    return float((stats[(label_1, steps)]["idx"] == stats[(label_2, steps)]["idx"]).double().mean())
+
+
+same_few, same_many = (
+    same_photo("residual_first", "simultaneous", few),
+    same_photo("residual_first", "simultaneous", many),
+)
+print(
+    f"simultaneous vs residual-first: same photo for {same_few:.1%} of z with {few} steps, "
+    f"{same_many:.1%} with {many} steps"
+)
+assert same_many > 0.95 and same_many > same_few + 0.1
+# one step along the simultaneous path: the output is the bank mean
+assert float((outputs[("simultaneous", 1)] - bank_mean).abs().max()) < FLOAT32_TOL
+# distributions: the reference map is uniform over the photos, 2 steps are biased towards k*
+se = math.sqrt(0.25 * 0.75 / N_SEEDS)
+assert float((ref_freq - 0.25).abs().max()) < N_SE * se
+assert float(stats[("simultaneous", few)]["freq"][k_star]) > 0.25 + N_SE * se
+# noise-first: one output for every z, the predicted blend, off every photo
+nf_rms_by_steps = []
+for steps in STEP_GRID:
+    out = outputs[("noise_first", steps)]
+    assert float((out - out[:1]).abs().max()) < FLOAT32_TOL  # the starting noise is forgotten
+    nf_nodes = removal_path(ref_schedule, steps, "noise_first")
+    a_1 = float(nf_nodes[steps + 1, 0])  # ᾱ after the first residual step
+    blend = (1 - a_1) * bank_mean + a_1 * bank[k_star : k_star + 1]
+    assert float((out[:1] - blend).abs().max()) < FLOAT32_TOL
+    assert stats[("noise_first", steps)]["on_photo"] == 0.0
+    nf_rms_by_steps.append(float(stats[("noise_first", steps)]["rms"][0]))
+    if steps >= 10:  # 1 − a_1 ≈ S^{−(k_α+1)} = S^{−2}
+        assert abs((1 - a_1) * steps**2 - 1) < 0.1
+print("noise-first distance to the nearest photo:", [f"{d:.1e}" for d in nf_rms_by_steps])
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
+for label in configs:
+    axes[0].plot(
+        STEP_GRID, [stats[(label, s)]["agree"] for s in STEP_GRID], "o-", ms=3, label=label
+    )
+axes[0].set(
+    xscale="log",
+    xlabel="sampling steps S",
+    ylabel="fraction of z",
+    title="same photo as the reference map",
+    ylim=(-0.03, 1.03),
+)
+axes[0].legend(fontsize=7)
+width = 0.2
+positions = torch.arange(n_photos, dtype=torch.float64)
+bars = [
+    ("reference", ref_freq),
+    (f"simultaneous, {few} steps", stats[("simultaneous", few)]["freq"]),
+    (f"residual-first, {few} steps", stats[("residual_first", few)]["freq"]),
+]
+for j, (label, freq) in enumerate(bars):
+    axes[1].bar(positions + (j - 1) * width, freq, width, label=label)
+axes[1].axhline(0.25, color="k", lw=0.8, ls=":")
+axes[1].set_xticks(positions.tolist(), toydata.BUNDLED_IMAGES, fontsize=8)
+axes[1].set(ylabel="frequency", title="which photo the samples become")
+axes[1].legend(fontsize=7)
+steps_t = torch.tensor(STEP_GRID, dtype=torch.float64)
+axes[2].loglog(
+    STEP_GRID, nf_rms_by_steps, "o-", color="tab:purple", label="noise-first: RMS to nearest photo"
+)
+scale = float((bank_mean - bank[k_star]).pow(2).mean().sqrt())
+axes[2].loglog(
+    STEP_GRID,
+    (scale * steps_t.pow(-2.0)).tolist(),
+    "k:",
+    label=r"$\mathrm{RMS}(\bar I - I_0^{k^*})\cdot S^{-2}$",
+)
+axes[2].set(xlabel="sampling steps S", title="noise-first: a fixed blend, never a photo")
+axes[2].legend(fontsize=7)
+fig.tight_layout()
+savefig(fig, "03_orders_quantified", dpi=DPI)
+plt.show()
+
+# %% [markdown]
+# ## 4. The hidden variable: the noise-to-signal ratio $\sigma' = \bar\beta/(1-\bar\alpha)$
+#
+# Why do the simultaneous and residual-first paths, so different in the $(\bar\alpha, \bar\beta)$ plane,
+# converge to one map, while noise-first does not? Rewrite the forward marginal
+# $x = I_0 + \bar\alpha(I_\text{in} - I_0) + \bar\beta\epsilon$ by moving the known input to the left:
+#
+# $$y := \frac{x - \bar\alpha\,I_\text{in}}{1-\bar\alpha} = I_0 + \sigma'\epsilon,\qquad \sigma' = \frac{\bar\beta}{1-\bar\alpha}.$$
+#
+# Given $I_\text{in}$, the state is a clean image plus Gaussian noise of standard deviation $\sigma'$ — a
+# *variance-exploding* diffusion in disguise. So an MMSE predictor can only depend on
+# $(y, \sigma', I_\text{in})$: $\hat I_0 = D(y, \sigma')$. Substituting $\hat I_\text{res} = I_\text{in} - \hat I_0$ and
+# $\hat\epsilon = (y - \hat I_0)/\sigma'$ into the step $x' = x - (a-a')\hat I_\text{res} - (b-b')\hat\epsilon$ gives
+# $x' - a' I_\text{in} = (1-a')\hat I_0 + b'\hat\epsilon$, i.e.
+#
+# $$y' = \hat I_0 + \sigma'_\text{next}\,\frac{y - \hat I_0}{\sigma'} \qquad\text{(DDIM's step for a VE diffusion)} .$$
+#
+# Three consequences:
+#
+# 1. **Only the sequence of $\sigma'$ values matters.** Two paths that visit the same $\sigma'$ values give
+#    the same output, sample by sample, even if one of them *adds* noise on the way.
+# 2. **Convergence.** As the steps get finer, any path on which $\sigma'$ falls monotonically from $\infty$
+#    (at $\bar\alpha = 1$) to $0$ approximates the same ODE $dy/d\sigma' = (y - D(y,\sigma'))/\sigma'$ — the same map
+#    $z \mapsto$ photo. That is path independence for the ideal predictor, in the limit of many steps:
+#    section 3's convergence.
+# 3. **Noise-first breaks it.** At $\bar\alpha = 1$, $\sigma' = \infty$ and the state only carries the direction
+#    $\hat\epsilon = (x - I_\text{in})/\bar\beta = z$. Noise-first removes all noise *at* $\bar\alpha = 1$: at the node
+#    $(1, 0)$, $\sigma' = 0/0$, the state is exactly $I_\text{in}$ and the direction $z$ is erased. The next step
+#    jumps from $\sigma' = \infty$ to $\sigma' = 0$ in one go — a one-step sampler, identical for every $z$.
+#
+# Check 1: take the 5-step simultaneous path and scale $(1-\bar\alpha, \bar\beta)$ at every interior node by
+# $\lambda = \tfrac12$ (this keeps $\sigma'$), and start at $\bar\beta_0 = 0.3$ instead of 1 (at $\bar\alpha = 1$,
+# $\sigma' = \infty$ either way). The new path even goes *up* in noise from 0.3 to 0.4.
+
+
+# %%
+def sigma_prime(path: torch.Tensor) -> torch.Tensor:
+    """σ' = β̄/(1 − ᾱ) per node, shape (N+1,): inf where ᾱ = 1 < β̄·∞, nan at (1, 0)."""
+    a, b = path[:, 0], path[:, 1]
+    with torch.no_grad():
+        return torch.where(
+            a < 1, b / (1 - a).clamp_min(1e-300), torch.where(b > 0, math.inf, math.nan)
+        )
+
+
+path_a = removal_path(ref_schedule, 5, "simultaneous")
+path_b = path_a.clone()
+path_b[1:-1, 0] = 1 - 0.5 * (1 - path_a[1:-1, 0])
+path_b[1:-1, 1] = 0.5 * path_a[1:-1, 1]
+path_b[0, 1] = 0.3
+print("path A (ᾱ, β̄):", [tuple(round(v, 3) for v in row) for row in path_a.tolist()])
+print("path B (ᾱ, β̄):", [tuple(round(v, 3) for v in row) for row in path_b.tolist()])
+sp_a, sp_b = sigma_prime(path_a), sigma_prime(path_b)
+assert (
+    torch.allclose(sp_a[1:-1], sp_b[1:-1], rtol=1e-12)
+    and math.isinf(sp_a[0])
+    and math.isinf(sp_b[0])
+)
+assert float(path_b[1, 1]) > float(path_b[0, 1])  # B adds noise in its first step
+
+# float64 here: the posterior weights are sharp, and float32 round-off would be visible
+x_in64, z64 = X_IN.double(), Z.double()
+states_a = list(sample_path_iter(ideal, x_in64, path_a, x_start=x_in64 + float(path_a[0, 1]) * z64))
+states_b = list(sample_path_iter(ideal, x_in64, path_b, x_start=x_in64 + float(path_b[0, 1]) * z64))
+for st_a, st_b in zip(states_a[:-1], states_b[:-1], strict=True):  # y agrees at every interior node
+    y_a = (st_a.x_next - st_a.alpha_bar_next * x_in64) / (1 - st_a.alpha_bar_next)
+    y_b = (st_b.x_next - st_b.alpha_bar_next * x_in64) / (1 - st_b.alpha_bar_next)
+    assert float((y_a - y_b).abs().max()) < FLOAT64_TOL, st_a.i
+gap_ab = float((states_a[-1].x_next - states_b[-1].x_next).abs().max())
+print(
+    f"same σ' sequence, different paths: max |output A − output B| over {N_SEEDS} z = {gap_ab:.1e}"
+)
+assert gap_ab < FLOAT64_TOL
+# a path with different σ' values (λ = 1/2 applied to β̄ only) is a different sampler
+path_c = path_a.clone()
+path_c[1:-1, 1] = 0.5 * path_a[1:-1, 1]
+gap_ac = float(
+    (sample_path(ideal, x_in64, path_c, x_start=x_in64 + z64) - states_a[-1].x_next).abs().max()
+)
+print(f"different σ' sequence: max |output A − output C| = {gap_ac:.2f}")
+assert gap_ac > 0.1
+
+# %% [markdown]
+# Check 2 and 3: the $\sigma'$ sequences of the three orders. Simultaneous and residual-first fall
+# monotonically from $\infty$ to $0$ (they differ only in where their nodes sit, hence the few-step
+# differences of section 3). Noise-first sits at $\sigma' = \infty$, passes through the undefined node $(1, 0)$,
+# and then is at $\sigma' = 0$ for the whole residual stage. And indeed its state at $(1, 0)$ is $I_\text{in}$
+# for every $z$.
+
+# %%
+S_PLOT = 5
+order_paths = {order: removal_path(ref_schedule, S_PLOT, order) for order in PATH_ORDERS}
+for order, path in order_paths.items():
+    sp = sigma_prime(path)
+    print(f"{order:15s} σ' = {[round(float(v), 3) for v in sp]}")
+    if order != "noise_first":
+        assert math.isinf(sp[0]) and float(sp[-1]) == 0.0
+        assert (torch.diff(sp[1:]) < 0).all()  # strictly falling after the start
+nf_sp = sigma_prime(order_paths["noise_first"])
+assert (
+    torch.isinf(nf_sp[:S_PLOT]).all()
+    and math.isnan(nf_sp[S_PLOT])
+    and (nf_sp[S_PLOT + 1 :] == 0).all()
+)
+nf_states = list(sample_path_iter(ideal, X_IN, order_paths["noise_first"], x_start=X_IN + Z))
+assert (
+    float((nf_states[S_PLOT - 1].x_next - X_IN).abs().max()) < FLOAT32_TOL
+)  # z is erased at (1, 0)
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+cap = 1e3  # where ∞ is drawn
+styles = {"simultaneous": "o-", "residual_first": "s--", "noise_first": "^-."}
+for order, path in order_paths.items():
+    sp = sigma_prime(path).clone()
+    finite = torch.isfinite(sp)
+    shown = torch.where(torch.isinf(sp), torch.full_like(sp, cap), sp)
+    shown = torch.where(torch.isnan(sp), torch.full_like(sp, float("nan")), shown).clamp_min(1e-3)
+    axes[0].plot(range(len(sp)), shown, styles[order], ms=4, label=order)
+    axes[1].plot(path[:, 0], path[:, 1], styles[order], ms=4, label=order)
+axes[0].plot(
+    range(len(sp_b)),
+    torch.where(torch.isinf(sp_b), torch.full_like(sp_b, cap), sp_b).clamp_min(1e-3),
+    "x",
+    color="k",
+    ms=7,
+    label="path B (same σ' as simultaneous)",
+)
+axes[0].axhline(cap, color="0.6", lw=0.8, ls=":")
+axes[0].text(0.2, cap * 1.4, "σ' = ∞", fontsize=8)
+axes[0].annotate(
+    "(1, 0): σ' = 0/0",
+    xy=(S_PLOT, 0.03),
+    xytext=(S_PLOT + 0.4, 0.06),
+    fontsize=8,
+    color="tab:green",
+    arrowprops={"arrowstyle": "->", "color": "tab:green"},
+)
+axes[0].set(
+    yscale="log",
+    xlabel="node",
+    ylabel=r"$\sigma' = \bar\beta/(1-\bar\alpha)$ (0 drawn at $10^{-3}$)",
+    title=f"noise-to-signal ratio along {S_PLOT}-step paths",
+    ylim=(5e-4, 1e4),
+)
+axes[0].legend(fontsize=7, loc="lower left")
+axes[1].plot(path_b[:, 0], path_b[:, 1], "kx--", ms=7, lw=0.8, label="path B")
+for sp_level in (0.25, 1.0, 4.0):  # lines of constant σ': β̄ = σ'·(1 − ᾱ)
+    grid_a = torch.linspace(0, 1, 50)
+    axes[1].plot(grid_a, sp_level * (1 - grid_a), color="0.85", lw=0.8, zorder=0)
+axes[1].set(
+    xlabel=r"$\bar\alpha$",
+    ylabel=r"$\bar\beta$",
+    xlim=(-0.03, 1.03),
+    ylim=(-0.03, 1.08),
+    title="the same paths; grey: lines of constant σ'",
+)
+axes[1].legend(fontsize=7, loc="upper left")
+fig.tight_layout()
+savefig(fig, "03_noise_to_signal", dpi=DPI)
+plt.show()
+
+# %% [markdown]
+# **So is RDDM path independent?** For the oracle, exactly. For an ideal predictor that must infer $I_0$:
+# in distribution and sample by sample *in the limit of many steps*, for every path on which $\sigma'$ falls
+# from $\infty$ to $0$; with few steps, the output depends on where the nodes sit on the $\sigma'$ axis (the
+# schedule powers and the order move them), and a path through $(\bar\alpha, \bar\beta) = (1, 0)$ is never
+# equivalent. A trained network adds its own, path-dependent errors on top.
+#
+# ## 5. The interactive lab
+#
+# `PathLab` puts every `LabParams` field on a control: the schedule powers $k_\alpha$, $k_\beta$ and `sum_scale`
+# (left column), the order, steps, η and seed (middle), task, image, size and predictor (right), and the
+# starting-noise strength $\sigma$ (start = $I_\text{in} + \sigma z$; $\sigma = \sqrt{s}$ matches the schedule). Each
+# change reruns `run_lab` and redraws `plot_lab`: the path in the $(\bar\alpha, \bar\beta)$ plane (left), and per
+# step the state $x_t$ (top) and the current estimate $\hat I_0$ (bottom). The **show step** slider scrubs the
+# trajectory without resampling. **export** prints the JSON of all settings, seed included.
+#
+# | order | sampler | η used? |
+# |---|---|---|
+# | `simultaneous` | `sample_iter` on the schedule (RDDM's generalised step) | yes |
+# | `residual_first`, `noise_first` | `sample_path_iter` along `removal_path` (deterministic) | no: greyed out |
+#
+# `generate` sets $I_\text{in} = 0$ (RDDM as a generator: the start is pure noise), and PSNR/SSIM are then
+# measured against the nearest bundled photo. Things to try: the dataset-ideal predictor with 1, 2, 5,
+# 20 steps; noise-first vs residual-first for the same seed; $k_\alpha = 4$ with 3 steps; η = 1.
+
+# %%
+lab = PathLab(
+    LabParams(predictor="dataset_ideal", order="residual_first", steps=3, size=IMG_SIZE, seed=4)
+)
+lab
+
+# %% [markdown]
+# The lab is plain Python underneath: setting a control's value runs the same handlers as a mouse
+# would, so it can be driven (and tested) without a browser. And the exported JSON regenerates the
+# displayed figure pixel for pixel.
+
+# %%
+lab.controls["steps"].value = 7
+assert lab.params.steps == 7 and lab.result.n_steps == 14 and lab.step_slider.max == 13
+lab.controls["order"].value = "simultaneous"
+assert lab.result.n_steps == 7 and not lab.controls["eta"].disabled
+lab.step_slider.value = 2
+exported = lab.export()
+print(exported)
+again = run_lab(LabParams.from_json(exported))
+assert torch.equal(again.output, lab.result.output)
+assert torch.equal(again.trajectory("pred_x0"), lab.result.trajectory("pred_x0"))
+assert figure_png(plot_lab(again), lab.dpi) == lab.png  # the same figure, byte for byte
+lab.set_params(
+    LabParams(predictor="dataset_ideal", order="residual_first", steps=3, size=IMG_SIZE, seed=4)
+)
+
+# %% [markdown]
+# ## 6. Static panels
+#
+# For readers without a live kernel, here are four lab settings, drawn with
+# `plot_lab(run_lab(params))` — paste any of the printed JSON lines into `lab.set_params(...)` to explore
+# from there.
+#
+# **(a) Oracle, simultaneous, 5 steps.** $\hat I_0$ (bottom row) is the clean photo from the first step on; the
+# output is exact.
+
+
+# %%
+def static_panel(params: LabParams, name: str):
+    """Run and draw one lab setting, save it as figure `name`, print its JSON; return the result."""
+    result = run_lab(params)
+    fig = plot_lab(result)
+    savefig(fig, name, dpi=DPI)
+    print(params.to_json())
+    display(fig)
+    return result
+
+
+panel_a = static_panel(
+    LabParams(order="simultaneous", steps=5, size=IMG_SIZE, seed=4), "03_lab_oracle"
+)
+assert panel_a.psnr > EXACT_DB
+
+# %% [markdown]
+# **(b) Dataset-ideal, residual-first, 5 steps.** In the first half the residual leaves at constant noise;
+# $\hat I_0$ starts as the mean of the four photos and sharpens into one of them — chosen by the noise, not
+# by the input.
+
+# %%
+panel_b = static_panel(
+    LabParams(predictor="dataset_ideal", order="residual_first", steps=5, size=IMG_SIZE, seed=4),
+    "03_lab_ideal_residual_first",
+)
+assert panel_b.nearest_rmse < ON_PHOTO
+assert float((panel_b.states[0].pred_x0 - bank_mean).abs().max()) < FLOAT32_TOL  # ᾱ = 1: the mean
+
+# %% [markdown]
+# **(c) Dataset-ideal, noise-first, same seed.** The noise leaves first, at $\bar\alpha = 1$, down to exactly
+# $I_\text{in}$; the residual stage then has no noise left to decide with: the output is the washed-out blend of
+# section 3, the same for every seed.
+
+# %%
+panel_c = static_panel(
+    LabParams(predictor="dataset_ideal", order="noise_first", steps=5, size=IMG_SIZE, seed=4),
+    "03_lab_ideal_noise_first",
+)
+other_seed = run_lab(panel_c.params.replace(seed=5))
+assert float((panel_c.output - other_seed.output).abs().max()) < FLOAT32_TOL  # seed-independent
+assert panel_c.nearest_rmse > 100 * ON_PHOTO
+assert panel_c.nearest_image == toydata.BUNDLED_IMAGES[k_star]
+
+# %% [markdown]
+# **(d) Generation, dataset-ideal, simultaneous, η = 1, 10 steps.** $I_\text{in} = 0$: the start is pure noise,
+# η = 1 adds fresh noise in every step (`sample_iter`), and the sample still ends exactly on a photo.
+
+# %%
+panel_d = static_panel(
+    LabParams(
+        task="generate",
+        predictor="dataset_ideal",
+        order="simultaneous",
+        steps=10,
+        eta=1.0,
+        size=IMG_SIZE,
+        seed=4,
+    ),
+    "03_lab_generate",
+)
+assert panel_d.eta_applied == 1.0 and panel_d.nearest_rmse < ON_PHOTO and panel_d.psnr > EXACT_DB
+assert torch.equal(panel_d.x_in, torch.zeros_like(panel_d.x_in))
+
+# %% [markdown]
+# ## Summary
+#
+# * The $P(x, k)$ family shapes the schedule: $\bar\alpha_t \approx 1-(1-\tau)^{k_\alpha+1}$, $\bar\beta_t^2 \approx s\,\tau^{k_\beta+1}$
+#   (exact at the ends, $O(1/T)$ in between); larger $k_\alpha$ removes the residual later, larger $k_\beta$ the noise
+#   earlier; a few-step sampler sees only the grid nodes.
+# * With the oracle, every order, speed, schedule, η and even a wrong starting noise ends exactly at $I_0$.
+# * With the dataset-ideal (MMSE) predictor, few steps make the end point depend on the order and the
+#   schedule, for a large share of starting noises; with many steps the simultaneous paths and the
+#   residual-first path converge to one map (and to the uniform distribution over the training photos).
+#   Noise-first collapses every starting noise onto one blended image.
+# * The reason: given $I_\text{in}$, the sampler only sees $y = I_0 + \sigma'\epsilon$ with $\sigma' = \bar\beta/(1-\bar\alpha)$. Paths
+#   with equal $\sigma'$ sequences are equivalent sample by sample; $\sigma'$-monotone paths converge to one ODE;
+#   noise-first passes through $(1, 0)$ where $\sigma'$ is undefined and the starting noise is erased.
+# * Every lab figure is `plot_lab(run_lab(LabParams.from_json(s)))` of its exported JSON `s`.
+
+# %%
+elapsed = time.perf_counter() - START
+print(f"notebook ran in {elapsed:.1f} s ({'smoke' if is_smoke() else 'full'} size)")
+assert elapsed < 180
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. **How good is the continuum limit?** Measure $\max_t|\bar\alpha_t - (1-(1-\tau)^{k+1})|$ for
+#    $T = 100, 1000, 10000$ and $k = 0.5, 1, 3$. How does it scale with $T$? *Hint:* a Riemann sum of a
+#    monotone function with $T$ cells is off by at most (first term − last term)/$T$; for $k = 0$ the sum is exact.
+# 2. **A path that adds noise.** Build your own `(N+1, 2)` path that keeps the $\sigma'$ values of the
+#    10-step residual-first path but makes $\bar\beta$ go up and down, and check with `sample_path` and the
+#    dataset-ideal predictor that it gives the residual-first output for every starting noise. *Hint:* scale
+#    $(1-\bar\alpha_k, \bar\beta_k)$ at node $k$ by any $\lambda_k > 0$ with $\lambda_k(1-\bar\alpha_k) \le 1$; leave the first and last nodes alone
+#    (or move the first along $\bar\alpha = 1$ and scale the starting noise with it).
+# 3. **Rescue noise-first.** Stop the noise stage at $\bar\beta_\text{min} > 0$ instead of 0: nodes
+#    $(1, b_k)$ down to $(1, \bar\beta_\text{min})$, then the residual at $\bar\beta_\text{min}$, then the rest of the noise.
+#    Plot the agreement with the reference map of section 3 against $\bar\beta_\text{min}$ (20 steps per stage).
+#    *Hint:* which $\sigma'$ values does the residual stage now visit? What happens to them as $\bar\beta_\text{min} \to 0$?
+# 4. **Wrong starting noise.** In the lab, set the start noise σ to 0.5 while `sum_scale` = 1. Prove that
+#    the oracle is still exact. For the dataset-ideal predictor, how do the photo frequencies of section 3
+#    change as σ → 0? *Hint:* at $\bar\alpha = 1$ the predictor reads $\hat\epsilon = (x - I_\text{in})/\bar\beta_{T-1} = (\sigma/\bar\beta_{T-1})\,z$,
+#    so the first step lands at $y = \bar I + \sigma'_1(\sigma/\bar\beta_{T-1})\,z$.
+# 5. **Speed with the power family.** For 5 simultaneous steps, find the $k_\alpha \in \{0, 0.5, 1, 2, 4\}$ (with
+#    $k_\beta = 1$) whose map agrees best with the reference. Print $\log\sigma'$ at the nodes of each. *Hint:*
+#    samplers for VE diffusions work well when the nodes are roughly evenly spaced in $\log\sigma'$ (Karras et al.,
+#    2022); the first finite node should not be too small.
+# 6. **η and the map.** Repeat section 3's table for the simultaneous path with η = 1 (use `sample` from
+#    `drdd_edu.samplers` with `ideal.on_schedule(schedule)` and a seeded generator). Does the agreement with the
+#    η = 0 reference map go to 1 as the steps grow? Do the photo frequencies still approach 1/4? *Hint:* with
+#    η > 0 the sampler discretises a stochastic equation: the map $z \mapsto$ photo is no longer a function of $z$
+#    alone, but the marginal distribution at every node is still the forward one.
