@@ -10,6 +10,8 @@ drdd-edu assignments grade SUBMISSION [--source notebooks/NN_x.py] [--full-size]
                                     grade a returned notebook; exit 2 if it cannot be graded
     drdd-edu train --config tiny-cpu [--resume] / sample / evaluate / bench
                                     training and checkpoints (see drdd_edu.train_cli)
+    drdd-edu experiment NAME|all [--size smoke|cpu|full]
+                                    the DRDD experiments (see drdd_edu.experiments)
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grade.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds")
     grade.add_argument("--json", action="store_true", help="print the report as JSON")
-    train_cli.add_commands(sub)  # train, sample, evaluate, bench
+    train_cli.add_commands(sub)  # train, sample, evaluate, bench, experiment
     return parser
 
 

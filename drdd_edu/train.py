@@ -9,6 +9,12 @@ Objectives (RDDM §3, DRDD §3; images on [-1, 1], shape (B, C, H, W)):
   images only; an unconditioned network predicts ε.
 * stage ``"drdd_residual"``: I²_t = I_0 + σ·ε' + ᾱ_t·I_res (D2) at the fixed noise strength σ,
   on the paired data; the network predicts I_res.
+* objective ``"auto_res_noise"`` (RDDM §3.3, AOSA; stage ``rddm``, schedule ``ddim``): one
+  network with one 3-channel output o and a learnable scalar λ ∈ [0, 1] (init 0.5, clamped after
+  every optimiser step): L = λ·L(o, I_res) + (1 − λ)·L(o, ε), the two readings of the same
+  output; ∂L/∂λ = L(o, I_res) − L(o, ε). See :mod:`drdd_edu.aosa`.
+* ``generation = True`` (stage ``rddm``): I_in = 0 and I_0 = the unpaired clean target images,
+  so I_res = −I_0 (R0) and (R2) becomes DDPM/DDIM's forward process with ``ddim``.
 
 Determinism: everything random in step ``k`` is a function of ``(seed, k)`` only: the sample
 indices come from a per-epoch permutation seeded by ``(seed, epoch)``, the flips, crops,
@@ -55,6 +61,7 @@ from .schedules import Schedule, ddim_converted_schedule, rddm_schedule
 
 __all__ = [
     "STAGES",
+    "TRAIN_OBJECTIVES",
     "LOSSES",
     "AMP_MODES",
     "DATASETS",
@@ -78,6 +85,9 @@ __all__ = [
 ]
 
 STAGES: tuple[str, ...] = ("rddm", "drdd_noise", "drdd_residual")
+#: training objectives: the network's (:data:`drdd_edu.nn.OBJECTIVES`) plus RDDM's AOSA
+#: ``auto_res_noise`` (one output read both as I_res and as ε, mixed by a learnable λ)
+TRAIN_OBJECTIVES: tuple[str, ...] = (*OBJECTIVES, "auto_res_noise")
 LOSSES: tuple[str, ...] = ("l1", "l2")
 AMP_MODES: tuple[str, ...] = ("auto", "bf16", "off")
 DATASETS: tuple[str, ...] = ("allinone5", "synthetic")
@@ -114,16 +124,22 @@ class TrainConfig:
 
     Model and objective:
         preset: a :data:`drdd_edu.nn.PRESETS` key (``tiny``, ``small``, ``rddm``).
-        objective: ``pred_res``, ``pred_noise`` or ``pred_res_noise``; ``drdd_noise`` needs
-            ``pred_noise``, ``drdd_residual`` needs ``pred_res``.
+        objective: ``pred_res``, ``pred_noise``, ``pred_res_noise`` or ``auto_res_noise``
+            (RDDM's AOSA: one 3-channel output o, built as a ``pred_res`` network, and a
+            learnable λ ∈ [0, 1], init 0.5, trained by the same optimiser without weight decay:
+            L = λ·L(o, I_res) + (1 − λ)·L(o, ε); stage ``rddm`` with schedule ``ddim`` only, where
+            both SM-Res and SM-N can restore; λ is logged and checkpointed; see
+            :mod:`drdd_edu.aosa`). ``drdd_noise`` needs ``pred_noise``, ``drdd_residual`` needs
+            ``pred_res``.
         two_networks: one UNet per output (``pred_res_noise`` only).
         time_mode: ``"t"`` or ``"coefficients"`` (see :class:`~drdd_edu.nn.ResidualDenoiser`).
         stage: ``rddm``, ``drdd_noise`` or ``drdd_residual`` (module docstring).
     Schedule:
         schedule: ``"rddm"`` (:func:`~drdd_edu.schedules.rddm_schedule` with ``T`` and
             ``sum_scale``, β̄²_{T−1} = sum_scale) or ``"ddim"``
-            (:func:`~drdd_edu.schedules.ddim_converted_schedule` with ``T``; needed by
-            ``pred_noise`` in stage ``rddm``, since SM-N cannot restore where ᾱ_t = 1).
+            (:func:`~drdd_edu.schedules.ddim_converted_schedule` with ``T``, ᾱ_{T−1} ≈ 0.994;
+            needed by ``pred_noise`` and ``auto_res_noise`` in stage ``rddm``, since SM-N
+            cannot restore where ᾱ_t = 1).
         noise_strength: σ of the DRDD stages (the residual stage's fixed noise; the noise
             stage's evaluation noise, ≤ sqrt(sum_scale)).
     Data:
@@ -134,6 +150,14 @@ class TrainConfig:
         data_seed, data_scales, max_patches_per_image (0: all), cache_dir ("" = default):
             passed to ``build_all_in_one5``.
         data_fraction: the paired-training fraction in (0, 1] (DRDD's data-efficiency study).
+        tasks: restrict the paired training data *and* the test data used for evaluation to
+            these degradation tasks (names from :data:`drdd_edu.degradations.TASKS`, no
+            repeats; ``()`` = all five). Paired stages of ``allinone5`` only (not
+            ``drdd_noise`` nor ``generation``, which train on unpaired clean images).
+        generation: RDDM generation (stage ``rddm`` only): I_in = 0 (the network still sees
+            cat(I_t, 0)) and I_0 = the unpaired clean target images, so I_res = −I_0 (R0);
+            with schedule ``ddim`` this is DDPM/DDIM (R6). There is no paired target, so
+            evaluation (``eval_every``) must be off. RDDM trains generation with ``loss = 'l2'``.
         hflip: random left-right flips.
     Optimisation:
         batch_size: the *global* batch (split evenly over DDP ranks).
@@ -170,6 +194,8 @@ class TrainConfig:
     max_patches_per_image: int = 0
     cache_dir: str = ""
     data_fraction: float = 1.0
+    tasks: tuple[str, ...] = ()
+    generation: bool = False
     hflip: bool = True
     # optimisation
     batch_size: int = 16
@@ -201,6 +227,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.data_scales = tuple(float(s) for s in self.data_scales)
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        if isinstance(self.tasks, str):
+            raise ValueError(f"tasks must be a list of task names, got the string {self.tasks!r}")
+        self.tasks = tuple(self.tasks)
         self.validate()
 
     # -- validation ------------------------------------------------------------------
@@ -226,7 +255,7 @@ class TrainConfig:
 
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {tuple(PRESETS)}")
-        choice("objective", OBJECTIVES)
+        choice("objective", TRAIN_OBJECTIVES)
         choice("stage", STAGES)
         choice("time_mode", TIME_MODES)
         choice("loss", LOSSES)
@@ -239,6 +268,35 @@ class TrainConfig:
                 "ᾱ_{T−1} = 1 the noisy state holds no information about I_0; set "
                 "schedule = 'ddim' (ᾱ_{T−1} < 1) or use pred_res / pred_res_noise"
             )
+        if self.objective == "auto_res_noise":
+            if self.stage != "rddm":
+                raise ValueError(
+                    f"objective 'auto_res_noise' (AOSA) selects between SM-Res and SM-N of the "
+                    f"coupled RDDM process: set stage = 'rddm' (got {self.stage!r})"
+                )
+            if self.schedule != "ddim":
+                raise ValueError(
+                    "objective 'auto_res_noise' (AOSA) may choose pred_noise (SM-N), which cannot "
+                    "restore with the RDDM schedule (ᾱ_{T−1} = 1): set schedule = 'ddim' "
+                    "(ᾱ_{T−1} ≈ 0.994), where both SM-Res and SM-N are valid"
+                )
+            if self.two_networks:
+                raise ValueError(
+                    "objective 'auto_res_noise' uses one network (two_networks = false)"
+                )
+        if not isinstance(self.generation, bool):
+            raise ValueError(f"generation must be true or false, got {self.generation!r}")
+        if self.generation:
+            if self.stage != "rddm":
+                raise ValueError(
+                    f"generation = true (I_in = 0) is a mode of the coupled RDDM process: set "
+                    f"stage = 'rddm' (got {self.stage!r}); DRDD's noise stage is already unpaired"
+                )
+            if self.eval_every:
+                raise ValueError(
+                    "generation = true has no paired test targets to score: set eval_every = 0"
+                )
+        self._validate_tasks()
         if self.stage != "rddm" and self.schedule != "rddm":
             raise ValueError(f"stage {self.stage!r} needs schedule = 'rddm'")
         if self.stage == "drdd_noise" and self.objective != "pred_noise":
@@ -305,6 +363,29 @@ class TrainConfig:
             raise ValueError(
                 f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
             )
+
+    def _validate_tasks(self) -> None:
+        from .degradations import TASKS
+
+        if not self.tasks:
+            return
+        bad = [t for t in self.tasks if t not in TASKS]
+        if bad:
+            raise ValueError(f"unknown tasks {bad}; choose from {TASKS}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks must not repeat a name, got {list(self.tasks)}")
+        if self.dataset != "allinone5":
+            raise ValueError("tasks selects All-in-One-5 tasks: needs dataset = 'allinone5'")
+        if self.stage == "drdd_noise" or self.generation:
+            raise ValueError(
+                "tasks selects paired (degraded, clean) data; the drdd_noise stage and "
+                "generation train on the unpaired clean target images: set tasks = []"
+            )
+
+    @property
+    def model_objective(self) -> str:
+        """The network's objective: ``auto_res_noise`` builds a one-output ``pred_res`` net."""
+        return "pred_res" if self.objective == "auto_res_noise" else self.objective
 
     # -- conversions -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -539,14 +620,32 @@ def _load_sources(cfg: TrainConfig, device: torch.device, verbose: bool) -> tupl
         max_patches_per_image=cfg.max_patches_per_image or None,
         progress=verbose,
     )
-    test = data.paired_subset("test")
+    test = _only_tasks(data.paired_subset("test"), data.tasks, cfg.tasks)
     test_src = _Source(test.clean_u8, test.degraded_u8)
     if cfg.stage == "drdd_noise":
         train_src = _Source(data.target_dataset().clean_u8.to(device), None)
+    elif cfg.generation:  # I_in = 0 is made in Trainer.batch; I_0 = unpaired targets
+        train_src = _Source(data.target_dataset().clean_u8.to(device), None)
     else:
-        sub = data.paired_subset("train", cfg.data_fraction)
+        sub = _only_tasks(data.paired_subset("train", cfg.data_fraction), data.tasks, cfg.tasks)
         train_src = _Source(sub.clean_u8.to(device), sub.degraded_u8.to(device))
     return train_src, test_src
+
+
+def _only_tasks(pairs: Any, names: tuple[str, ...], tasks: tuple[str, ...]) -> Any:
+    """The patches of ``pairs`` (a :class:`~drdd_edu.data.PairedPatches`) whose task id is one
+    of ``tasks`` (all when empty), in their original order."""
+    if not tasks:
+        return pairs
+    from .data import PairedPatches
+
+    ids = torch.tensor([names.index(t) for t in tasks], dtype=pairs.task.dtype)
+    keep = torch.isin(pairs.task, ids)
+    if not bool(keep.any()):
+        raise ValueError(f"the data set has no patches of tasks {list(tasks)}")
+    return PairedPatches(
+        pairs.clean_u8[keep], pairs.degraded_u8[keep], pairs.task[keep], pairs.index[keep]
+    )
 
 
 def _crop(x: Tensor, top: Tensor, left: Tensor, size: int) -> Tensor:
@@ -618,7 +717,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model: ResidualDenoiser = build_model(
             cfg.preset,
-            objective=cfg.objective,  # type: ignore[arg-type]
+            objective=cfg.model_objective,  # type: ignore[arg-type]
             two_networks=cfg.two_networks,
             conditioned=cfg.conditioned,
             time_mode=cfg.time_mode,  # type: ignore[arg-type]
@@ -632,7 +731,14 @@ class Trainer:
         )
         if self.device.type == "cuda":
             opt_kwargs["fused"] = True
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), **opt_kwargs)
+        groups: list[dict[str, Any]] = [{"params": list(self.model.parameters())}]
+        #: AOSA's learnable λ (``auto_res_noise`` only, else None): a 0-d float32 parameter in
+        #: its own optimiser group without weight decay (decay would pull λ toward SM-N)
+        self.aosa_lambda: nn.Parameter | None = None
+        if cfg.objective == "auto_res_noise":
+            self.aosa_lambda = nn.Parameter(torch.tensor(0.5, device=self.device))
+            groups.append({"params": [self.aosa_lambda], "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups, **opt_kwargs)
 
         if resume:
             self._resume()
@@ -671,12 +777,13 @@ class Trainer:
         path = ckpt_io.latest_checkpoint(self.ckpt_dir)
         if path is None:
             return  # nothing written yet: a fresh start is the correct resume
-        ck = ckpt_io.load_checkpoint(
-            path,
-            map_location=self.device,
-            expected_config=self.config.to_dict(),
-            ignore_keys=RESUME_MUTABLE_KEYS,
-        )
+        ck = ckpt_io.load_checkpoint(path, map_location=self.device)
+        # keys added to TrainConfig after a checkpoint was written (tasks, generation) had
+        # their default behaviour then: compare with the defaults filled in
+        defaults = TrainConfig().to_dict()
+        stored = {k: ck["config_dict"].get(k, defaults[k]) for k in defaults}
+        stored.update({k: v for k, v in ck["config_dict"].items() if k not in defaults})
+        ckpt_io.check_config(stored, self.config.to_dict(), RESUME_MUTABLE_KEYS, path)
         try:
             self.model.load_state_dict(ck["model"])
             self.ema.load_state_dict(ck["ema"])
@@ -685,6 +792,12 @@ class Trainer:
             raise ckpt_io.CheckpointError(
                 f"checkpoint {path} does not fit this model/optimizer: {err}"
             ) from err
+        if self.aosa_lambda is not None:
+            lam = ck.get("extra", {}).get("aosa_lambda")
+            if lam is None:
+                raise ckpt_io.CheckpointError(f"checkpoint {path} lacks AOSA's λ (aosa_lambda)")
+            with torch.no_grad():
+                self.aosa_lambda.copy_(torch.as_tensor(lam))
         ckpt_io.restore_rng_state(ck["rng"])
         self.step = int(ck["step"])
         self.last_eval = dict(ck.get("extra", {}).get("eval", {}))
@@ -701,10 +814,16 @@ class Trainer:
             optimizer=self.optimizer,
             step=self.step,
             config=self.config.to_json(),
-            extra={"eval": dict(self.last_eval), "world_size": self.dist.world_size},
+            extra=self._extra(),
         )
         ckpt_io.rotate_checkpoints(self.ckpt_dir, self.config.keep_last)
         return path
+
+    def _extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"eval": dict(self.last_eval), "world_size": self.dist.world_size}
+        if self.aosa_lambda is not None:  # exact: a float32 tensor, not a Python float
+            extra["aosa_lambda"] = self.aosa_lambda.detach().clone().cpu()
+        return extra
 
     # -- logging ---------------------------------------------------------------------
     @property
@@ -745,8 +864,8 @@ class Trainer:
     def batch(self, step: int) -> dict[str, Tensor]:
         """This rank's slice of the global batch of ``step`` (a pure function of (seed, step)).
 
-        Returns ``x0`` (B_local, 3, S, S) on [-1, 1], ``x_in`` (or None for the noise stage),
-        ``t`` (B_local,) long and ``noise`` (B_local, 3, S, S).
+        Returns ``x0`` (B_local, 3, S, S) on [-1, 1], ``x_in`` (or None for the noise stage;
+        zeros with ``generation``), ``t`` (B_local,) long and ``noise`` (B_local, 3, S, S).
         """
         cfg, dev = self.config, self.device
         B, S = cfg.batch_size, cfg.image_size
@@ -775,6 +894,8 @@ class Trainer:
                 out.append(x)
             x0 = out[0]
             x_in = out[1] if len(out) > 1 else None
+        if cfg.generation:  # RDDM generation: I_in = 0, so I_res = −I_0 (R0)
+            x_in = torch.zeros_like(x0)
         t = torch.randint(0, cfg.T, (B,), generator=g, device=dev)[lo:hi]
         noise = torch.randn((B, 3, S, S), generator=g, device=dev)[lo:hi]
         if cfg.channels_last:
@@ -790,6 +911,27 @@ class Trainer:
 
     def loss_on(self, b: Mapping[str, Tensor]) -> Tensor:
         """The stage's objective on one batch (module docstring); a 0-d float32 tensor."""
+        return self.loss_terms(b)["loss"]
+
+    def loss_terms(self, b: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The objective on one batch: ``{"loss": …}`` (0-d float32, differentiable), plus for
+        ``auto_res_noise`` the two readings ``loss_res`` = L(o, I_res), ``loss_noise`` =
+        L(o, ε) with L = λ·loss_res + (1 − λ)·loss_noise (RDDM §3.3, AOSA)."""
+        cfg = self.config
+        if cfg.objective != "auto_res_noise":
+            return {"loss": self._objective_loss(b)}
+        crit = F.l1_loss if cfg.loss == "l1" else F.mse_loss
+        x0, x_in, t, noise = b["x0"], b["x_in"], b["t"], b["noise"]
+        with self._autocast():
+            x_t = q_sample(x0, x_in, t, self.schedule, noise)  # (R2)
+            out = self.net(x_t, t, x_in).float()  # one 3-channel output o
+        loss_res = crit(out, x_in - x0)  # o read as I_res (R0): SM-Res
+        loss_noise = crit(out, noise)  # o read as ε: SM-N
+        lam = self.aosa_lambda
+        loss = lam * loss_res + (1 - lam) * loss_noise
+        return {"loss": loss, "loss_res": loss_res, "loss_noise": loss_noise}
+
+    def _objective_loss(self, b: Mapping[str, Tensor]) -> Tensor:
         cfg, sch = self.config, self.schedule
         x0, x_in, t, noise = b["x0"], b["x_in"], b["t"], b["noise"]
         crit = F.l1_loss if cfg.loss == "l1" else F.mse_loss
@@ -813,18 +955,30 @@ class Trainer:
         return crit(pred_res.float(), res) + crit(pred_noise.float(), noise)
 
     def train_step(self) -> dict[str, float]:
-        """Do optimisation step ``self.step`` and advance it; returns loss, lr, grad_norm."""
+        """Do optimisation step ``self.step`` and advance it; returns loss, lr, grad_norm (and
+        for ``auto_res_noise``: ``lambda`` after the step, ``loss_res``, ``loss_noise``)."""
         step = self.step
         lr = self.lr_at(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.net.train()
-        loss = self.loss_on(self.batch(step))
+        terms = self.loss_terms(self.batch(step))
+        loss = terms["loss"]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        lam = self.aosa_lambda
+        if lam is not None and self.dist.distributed and lam.grad is not None:
+            import torch.distributed as dist  # λ is outside DDP: average its gradient here
+
+            dist.all_reduce(lam.grad)
+            lam.grad /= self.dist.world_size
         clip = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        # the network's gradient only: λ's (= L_res − L_ε) is neither clipped nor counted
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
+        if lam is not None:
+            with torch.no_grad():
+                lam.clamp_(0.0, 1.0)  # AOSA keeps λ in [0, 1]
         _ema_update(self.ema, self.model, self.ema_decay_at(step))
         loss_d = loss.detach()
         if self.dist.distributed:
@@ -838,12 +992,18 @@ class Trainer:
                 f"loss is {loss_v} at step {step}; lower lr, enable grad_clip or use amp='off'"
             )
         self.step = step + 1
-        return {"loss": loss_v, "lr": lr, "grad_norm": float(grad_norm)}
+        out = {"loss": loss_v, "lr": lr, "grad_norm": float(grad_norm)}
+        if lam is not None:  # λ after this step's update, and the two readings' losses
+            out["lambda"] = float(lam.detach())
+            out["loss_res"] = float(terms["loss_res"].detach())
+            out["loss_noise"] = float(terms["loss_noise"].detach())
+        return out
 
     # -- the loop --------------------------------------------------------------------
     def steps(self) -> Iterator[dict[str, Any]]:
         """Train until ``config.steps``, yielding ``{step, loss, lr, grad_norm}`` after every
-        step, with ``eval`` (metrics) and ``checkpoint`` (path) added when those happen."""
+        step (plus ``lambda``, ``loss_res``, ``loss_noise`` for ``auto_res_noise``), with
+        ``eval`` (metrics) and ``checkpoint`` (path) added when those happen."""
         cfg = self.config
         while self.step < cfg.steps:
             state: dict[str, Any] = self.train_step()
@@ -955,7 +1115,8 @@ def restore_test_images(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Restore the first ``n_images`` held-out test images with the config's stage.
 
-    * ``rddm``: :func:`~drdd_edu.samplers.sample` with ``sampling_steps`` steps.
+    * ``rddm``: :func:`~drdd_edu.samplers.sample` with ``sampling_steps`` steps (an
+      ``auto_res_noise`` network is built as ``pred_res`` and so sampled as SM-Res).
     * ``drdd_residual`` with ``noise_model``: the full DRDD sampler
       (:func:`~drdd_edu.samplers.sample_drdd`, ``sampling_steps`` steps per stage); without
       one, only the residual stage runs and the injected noise σ·z is then subtracted
@@ -968,6 +1129,11 @@ def restore_test_images(
         ``(clean, start, restored)``, each (n_images, 3, S, S) on [0, 1]: the targets, the
         network's input (degraded, or noisy for ``drdd_noise``; clamped) and the output.
     """
+    if cfg.generation:
+        raise ValueError(
+            "a generation config (I_in = 0) has no paired test targets: sample it with "
+            "drdd_edu.samplers.sample(model, zeros, schedule, steps) instead"
+        )
     device = torch.device(device)
     sch = schedule or cfg.make_schedule()
     sigma = cfg.noise_strength
@@ -1063,7 +1229,7 @@ def model_from_checkpoint(
         raise ckpt_io.CheckpointError(f"checkpoint {path} holds an invalid config: {err}") from err
     model = build_model(
         cfg.preset,
-        objective=cfg.objective,  # type: ignore[arg-type]
+        objective=cfg.model_objective,  # type: ignore[arg-type]
         two_networks=cfg.two_networks,
         conditioned=cfg.conditioned,
         time_mode=cfg.time_mode,  # type: ignore[arg-type]

@@ -4,6 +4,8 @@ drdd-edu train --config FILE|NAME [--resume] [--steps N] [--out DIR] [--device D
 drdd-edu sample --checkpoint FILE [--steps 5] [--n 8] [--out samples.png]
 drdd-edu evaluate --checkpoint FILE [--split test] [--n 32] [--steps 5] [--noise-checkpoint F]
 drdd-edu bench --preset P --size S --batch B [--steps N] [--device D] [--json FILE]
+drdd-edu experiment NAME|all [--size smoke|cpu|full] [--smoke] [--results-dir D] [--figures-dir D]
+                             [--runs-dir D] [--device D] [--seed N] [--no-progress]
 
 The lead wires these into :mod:`drdd_edu.cli` with :func:`add_commands` and :func:`dispatch`;
 ``python -m drdd_edu.train_cli …`` runs them directly (also under ``torchrun``).
@@ -21,11 +23,11 @@ from typing import Any
 
 __all__ = ["COMMANDS", "add_commands", "dispatch", "build_parser", "main", "bench"]
 
-COMMANDS: tuple[str, ...] = ("train", "sample", "evaluate", "bench")
+COMMANDS: tuple[str, ...] = ("train", "sample", "evaluate", "bench", "experiment")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``train``, ``sample``, ``evaluate`` and ``bench`` sub-commands."""
+    """Add the ``train``, ``sample``, ``evaluate``, ``bench`` and ``experiment`` sub-commands."""
     tr = subparsers.add_parser(
         "train", help="train RDDM or a DRDD stage from a TOML config (torchrun for multi-GPU)"
     )
@@ -75,17 +77,48 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     be.add_argument("--channels-last", action="store_true")
     be.add_argument("--json", type=Path, default=None, help="write the result as JSON")
 
+    ex = subparsers.add_parser(
+        "experiment",
+        help="run a DRDD experiment (coupled, data-efficiency, noise-sweep, aosa, or all)",
+    )
+    ex.add_argument("name", help="coupled, data-efficiency, noise-sweep, aosa, or all")
+    ex.add_argument(
+        "--size", default=None, help="smoke (CI), cpu (laptop CPU) or full (GPU); default smoke"
+    )
+    ex.add_argument("--smoke", action="store_true", help="the same as --size smoke")
+    ex.add_argument("--results-dir", type=Path, default=Path("data/results"))
+    ex.add_argument(
+        "--figures-dir", type=Path, default=None, help="default $DRDD_EDU_FIGURES or figures/"
+    )
+    ex.add_argument("--runs-dir", type=Path, default=Path("runs/experiments"))
+    ex.add_argument("--device", default="auto")
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--no-progress", action="store_true", help="no progress bars")
+
 
 def dispatch(args: argparse.Namespace) -> int | None:
     """Run a command added by :func:`add_commands`; None if ``args.command`` is not one."""
     command = getattr(args, "command", None)
-    if command in ("train", "sample", "evaluate"):
+    if command in ("train", "sample", "evaluate", "experiment"):
         from .checkpoint import CheckpointError
 
-        run = {"train": _train, "sample": _sample, "evaluate": _evaluate}[command]
+        run = {
+            "train": _train,
+            "sample": _sample,
+            "evaluate": _evaluate,
+            "experiment": _experiment,
+        }[command]
+        expected: tuple[type[BaseException], ...] = (
+            CheckpointError,
+            FileExistsError,
+            FileNotFoundError,
+            ValueError,
+        )
+        if command == "experiment":  # e.g. the GPU size on a machine without CUDA
+            expected = (*expected, RuntimeError)
         try:
             return run(args)
-        except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as err:
+        except expected as err:
             # expected user-facing failures: one clear line instead of a traceback
             print(f"drdd-edu {command}: error: {type(err).__name__}: {err}", file=sys.stderr)
             return 2
@@ -225,6 +258,38 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"(input {metrics['ssim_in']:.4f})"
     )
     _write_json(args.json, {"checkpoint": str(args.checkpoint), "step": ck["step"], **metrics})
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from .experiments import EXPERIMENTS, SIZES, run_experiment
+
+    if args.smoke and args.size not in (None, "smoke"):
+        raise ValueError(f"--smoke contradicts --size {args.size}")
+    size = "smoke" if args.smoke or args.size is None else args.size
+    if size not in SIZES:
+        raise ValueError(f"unknown experiment size {size!r}; choose one of {SIZES}")
+    if args.name != "all" and args.name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {args.name!r}; choose one of {EXPERIMENTS} or 'all'")
+    names = EXPERIMENTS if args.name == "all" else (args.name,)
+    for name in names:
+        res = run_experiment(
+            name,
+            size=size,
+            results_dir=args.results_dir,
+            figures_dir=args.figures_dir,
+            runs_dir=args.runs_dir,
+            device=args.device,
+            progress=not args.no_progress,
+            seed=args.seed,
+        )
+        trained = sum(not r.get("reused", False) for r in res.meta["runs"])
+        print(
+            f"{name} ({size}): {len(res.rows)} rows in {res.meta['wall_s']:.1f} s "
+            f"({trained} runs trained, {len(res.meta['runs']) - trained} reused) → "
+            f"{res.csv_path}, {res.json_path}, {res.figure_path}",
+            flush=True,
+        )
     return 0
 
 

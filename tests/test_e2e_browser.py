@@ -9,6 +9,7 @@ where it fails.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -67,6 +68,19 @@ def lab_server(tmp_path_factory):
         os.environ, DRDD_EDU_SMOKE="1", DRDD_EDU_FIGURES=str(ARTIFACTS / "figures"), MPLBACKEND=""
     )
     env.pop("MPLBACKEND")
+    # Fresh, empty user settings so the lab behaves the same on every machine (a developer's own
+    # JupyterLab settings, e.g. "always start the preferred kernel", must not change the test).
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(work / "lab-settings")
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(work / "lab-workspaces")
+    # ...except two: start the notebook's kernel without a "Select Kernel" dialog, and no news toast.
+    settings = {
+        "notebook-extension/tracker": {"autoStartDefaultKernel": True},
+        "apputils-extension/notification": {"fetchNews": "false"},
+    }
+    for name, values in settings.items():
+        path = work / "lab-settings" / "@jupyterlab" / f"{name}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
     log = open(work / "jupyter.log", "w")  # noqa: SIM115 - closed in the finaliser
     proc = subprocess.Popen(
         [
@@ -102,7 +116,7 @@ def lab_server(tmp_path_factory):
     else:
         proc.terminate()
         raise RuntimeError(f"jupyter lab did not start: {(work / 'jupyter.log').read_text()}")
-    yield url
+    yield url, work
     proc.terminate()
     try:
         proc.wait(timeout=20)
@@ -116,9 +130,33 @@ def _output_images(page):
     return page.eval_on_selector_all(".jp-OutputArea-output img", "els => els.map(e => e.src)")
 
 
+def _run_all_cells(page) -> None:
+    """Run → Run All Cells, until a cell actually starts. On a loaded machine the kernel can still
+    be connecting when the indicator first reads idle, and that first request is then lost."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    started = (
+        "() => Array.from(document.querySelectorAll('.jp-InputArea-prompt'))"
+        ".some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"
+    )
+    for _ in range(4):
+        page.click("div.lm-MenuBar-itemLabel:text-is('Run')")
+        page.click(
+            "li.lm-Menu-item[data-command='runmenu:run-all'], "
+            "li.lm-Menu-item[data-command='notebook:run-all-cells']"
+        )
+        try:
+            page.wait_for_function(started, timeout=45_000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    raise AssertionError("Run All Cells never started a cell (is the kernel connected?)")
+
+
 def test_notebook_03_runs_and_slider_updates_figure(lab_server):
     from playwright.sync_api import sync_playwright
 
+    url, work = lab_server
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
@@ -136,22 +174,41 @@ def test_notebook_03_runs_and_slider_updates_figure(lab_server):
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
-        page.goto(f"{lab_server}/lab/tree/03_schedules_paths.ipynb?token={TOKEN}")
+        page.goto(f"{url}/lab/tree/03_schedules_paths.ipynb?token={TOKEN}")
         page.wait_for_selector(".jp-NotebookPanel .jp-Cell", state="attached")
+        # A fresh JupyterLab may ask which kernel to start ("Select Kernel"): accept the default.
+        page.wait_for_selector(
+            ".jp-Dialog, .jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached"
+        )
+        dialog = page.query_selector(".jp-Dialog")
+        if dialog is not None:
+            dialog.query_selector(".jp-Dialog-button.jp-mod-accept").click()
+            page.wait_for_selector(".jp-Dialog", state="detached")
         page.wait_for_selector(
             ".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached"
         )
-        # Run → Run All Cells
-        page.click("div.lm-MenuBar-itemLabel:text-is('Run')")
-        page.click(
-            "li.lm-Menu-item[data-command='runmenu:run-all'], li.lm-Menu-item[data-command='notebook:run-all-cells']"
-        )
+        _run_all_cells(page)
         # wait until the kernel is idle again and the lab's widgets are on the page
-        slider = page.wait_for_selector(
-            ".widget-slider .noUi-handle, .widget-hslider .noUi-handle",
-            state="visible",
-            timeout=240_000,
-        )
+        try:
+            slider = page.wait_for_selector(
+                ".widget-slider .noUi-handle, .widget-hslider .noUi-handle",
+                state="visible",
+                timeout=240_000,
+            )
+        except Exception as exc:  # leave evidence behind: a screenshot, the outputs, the log
+            page.screenshot(path=str(ARTIFACTS / "e2e_notebook03_failure.png"), full_page=True)
+            outputs = page.eval_on_selector_all(
+                ".jp-OutputArea-output", "els => els.map(e => e.textContent.slice(0, 400))"
+            )
+            prompts = page.eval_on_selector_all(
+                ".jp-InputArea-prompt", "els => els.map(e => e.textContent).join(' ')"
+            )
+            log = (work / "jupyter.log").read_text()[-3000:]
+            raise AssertionError(
+                f"the lab's slider never appeared: {exc}\nprompts: {prompts}\n"
+                f"cell outputs: {outputs[-6:]}\n"
+                f"jupyter log:\n{log}"
+            ) from exc
         page.wait_for_function(
             "() => !Array.from(document.querySelectorAll('.jp-InputArea-prompt')).some(p => p.textContent.includes('*'))",
             timeout=300_000,

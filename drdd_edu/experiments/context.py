@@ -1,0 +1,127 @@
+"""The shared state of one experiment run: size settings, device, run folders, the data set,
+the trained networks, and a progress bar over the experiment's jobs (trainings and
+evaluations)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import AllInOne5, build_all_in_one5
+from ..nn import ResidualDenoiser
+from ..schedules import Schedule
+from ..train import TrainConfig
+from .evaluation import Restorer, evaluate_per_task
+from .runs import RunRecord, ensure_run, load_run_model, noise_config
+from .sizes import SizeSettings
+
+__all__ = ["Context"]
+
+
+@dataclass
+class Context:
+    """What an experiment module needs; see :func:`drdd_edu.experiments.run_experiment`.
+
+    ``runs_dir`` is the size's folder (``{runs_dir}/{size}``); ``records`` collects every
+    network's :class:`~drdd_edu.experiments.runs.RunRecord` and ``extra_runs`` other timed
+    work (AOSA selections), both for the result's meta; ``meta_extra`` is merged into it.
+    """
+
+    name: str
+    settings: SizeSettings
+    seed: int
+    device: str
+    runs_dir: Path
+    progress: bool = True
+    total_jobs: int = 0
+    jobs_done: int = 0
+    records: list[RunRecord] = field(default_factory=list)
+    extra_runs: list[dict[str, Any]] = field(default_factory=list)
+    meta_extra: dict[str, Any] = field(default_factory=dict)
+    _data: AllInOne5 | None = None
+    _models: dict[Path, ResidualDenoiser] = field(default_factory=dict)
+    _bar: Any = None
+    _records_by_name: dict[str, RunRecord] = field(default_factory=dict)
+
+    # -- progress ------------------------------------------------------------------------
+    def __enter__(self) -> Context:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(
+            total=self.total_jobs,
+            desc=f"{self.name} ({self.settings.name})",
+            unit="job",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def tick(self, what: str) -> None:
+        """Count one finished job on the progress bar."""
+        self._tick(what)
+
+    def _tick(self, what: str) -> None:
+        self.jobs_done += 1
+        if self._bar is not None:
+            self._bar.set_postfix_str(what, refresh=False)
+            self._bar.update(1)
+
+    # -- data, networks, evaluation ------------------------------------------------------
+    def data(self) -> AllInOne5:
+        """The All-in-One-5 benchmark at this size (built once, from the cache)."""
+        if self._data is None:
+            s = self.settings
+            self._data = build_all_in_one5(
+                size=s.image_size,
+                seed=0,
+                max_patches_per_image=s.max_patches_per_image or None,
+                progress=False,
+            )
+        return self._data
+
+    def ensure(self, cfg: TrainConfig) -> RunRecord:
+        """Train (or reuse) ``cfg`` in ``{runs_dir}/{cfg.name}``; one progress job (the first
+        time a run is asked for; later calls return the same record)."""
+        if cfg.name in self._records_by_name:
+            return self._records_by_name[cfg.name]
+        record = ensure_run(cfg, self.runs_dir / cfg.name, progress=self.progress)
+        self.records.append(record)
+        self._records_by_name[cfg.name] = record
+        self._tick(f"{'reused' if record.reused else 'trained'} {cfg.name}")
+        return record
+
+    def model(self, record: RunRecord) -> ResidualDenoiser:
+        """The EMA network of ``record`` on the device (loaded once)."""
+        if record.checkpoint not in self._models:
+            self._models[record.checkpoint] = load_run_model(record, self.device)
+        return self._models[record.checkpoint]
+
+    def noise_net(self) -> tuple[ResidualDenoiser, Schedule]:
+        """The size's shared DRDD noise net (trained or reused) and its schedule."""
+        cfg = noise_config(self.settings, self.seed, self.device)
+        return self.model(self.ensure(cfg)), cfg.make_schedule()
+
+    def evaluate(
+        self, restorer: Restorer, what: str, tasks: tuple[str, ...] | None = None
+    ) -> dict[str, dict[str, float]]:
+        """:func:`evaluate_per_task` at this size's ``n_per_task``; one progress job."""
+        with torch.inference_mode():
+            scores = evaluate_per_task(
+                restorer,
+                self.data(),
+                self.settings.n_per_task,
+                seed=self.seed,
+                device=self.device,
+                image_size=self.settings.image_size,
+                batch_size=self.settings.eval_batch_size,
+                tasks=tasks,
+            )
+        self._tick(f"evaluated {what}")
+        return scores

@@ -1,0 +1,183 @@
+"""Per-task, stratified evaluation on the held-out test split (RDDM and DRDD models).
+
+The same number ``n`` of test patches is drawn for every task (the first ``n`` of a permutation
+seeded by ``(seed, task)``), so the average is not dominated by whichever task the first test
+patches happen to belong to. Sampling noise comes from a generator seeded by ``(seed, task)``:
+repeated evaluations give identical numbers.
+
+A *restorer* maps a degraded batch ``x_in`` (B, 3, H, W) on [−1, 1] and a ``torch.Generator``
+to the restored batch on [−1, 1]; :func:`rddm_restorer` and :func:`drdd_restorer` build them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data import AllInOne5
+from ..diffusion import from_model_range, to_model_range
+from ..metrics import psnr, ssim
+from ..nn import ResidualDenoiser
+from ..samplers import sample, sample_drdd
+from ..schedules import Schedule
+from ..train import step_seed
+
+__all__ = [
+    "Restorer",
+    "stratified_test_indices",
+    "evaluate_per_task",
+    "rddm_restorer",
+    "drdd_restorer",
+    "scores_summary",
+]
+
+Restorer = Callable[[Tensor, torch.Generator], Tensor]
+
+_STREAM_PICK, _STREAM_NOISE = 11, 12
+
+
+def stratified_test_indices(
+    data: AllInOne5, n_per_task: int, seed: int = 0, tasks: Sequence[str] | None = None
+) -> dict[str, Tensor]:
+    """For every task (of ``tasks``; None: all), ``n_per_task`` indices into the test split
+    (int64, shape (n,)); a task's pick does not depend on which other tasks are asked for.
+
+    Raises ``ValueError`` when a task is unknown or has fewer test patches than ``n_per_task``.
+    """
+    if isinstance(n_per_task, bool) or not isinstance(n_per_task, int) or n_per_task < 1:
+        raise ValueError(f"n_per_task must be an int ≥ 1, got {n_per_task!r}")
+    wanted = tuple(data.tasks if tasks is None else tasks)
+    unknown = [t for t in wanted if t not in data.tasks]
+    if unknown or not wanted:
+        raise ValueError(f"tasks must be a non-empty selection of {data.tasks}, got {wanted}")
+    task_ids = data.arrays["test_task"]
+    out: dict[str, Tensor] = {}
+    for task in wanted:
+        k = data.tasks.index(task)
+        members = np.flatnonzero(task_ids == k)
+        if members.size < n_per_task:
+            raise ValueError(
+                f"task {task!r} has only {members.size} test patches, fewer than "
+                f"n_per_task = {n_per_task}; lower n_per_task or build more data"
+            )
+        g = torch.Generator().manual_seed(step_seed(seed, _STREAM_PICK, k))
+        order = torch.randperm(members.size, generator=g)[:n_per_task]
+        out[task] = torch.from_numpy(members[order.numpy()].astype(np.int64))
+    return out
+
+
+def _centre_crop(x: Tensor, size: int | None) -> Tensor:
+    if size is None or x.shape[-1] == size:
+        return x
+    if x.shape[-1] < size:
+        raise ValueError(f"test patches are {x.shape[-1]}² but image_size is {size}")
+    off = (x.shape[-1] - size) // 2
+    return x[..., off : off + size, off : off + size]
+
+
+@torch.no_grad()
+def evaluate_per_task(
+    restore: Restorer,
+    data: AllInOne5,
+    n_per_task: int,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    image_size: int | None = None,
+    batch_size: int = 64,
+    tasks: Sequence[str] | None = None,
+) -> dict[str, dict[str, float]]:
+    """PSNR (dB) and SSIM of ``restore`` on ``n_per_task`` test patches of every task.
+
+    Args:
+        restore: a restorer (module docstring).
+        data: the benchmark; its test split is used.
+        n_per_task: patches per task (the same for every task).
+        seed: picks the patches and seeds the sampling noise.
+        device: where the restorer runs.
+        image_size: centre-crop patches to this side (None: as stored).
+        batch_size: patches per restorer call.
+        tasks: score only these tasks (None: all of ``data.tasks``).
+
+    Returns:
+        ``{task: {"psnr", "ssim", "psnr_in", "ssim_in", "n"}}`` for every scored task plus ``"average"`` (the mean of the task means; its ``n`` counts all
+        patches). ``*_in`` score the degraded input itself.
+    """
+    device = torch.device(device)
+    picks = stratified_test_indices(data, n_per_task, seed, tasks)
+    clean_all = torch.from_numpy(data.arrays["test_clean"])
+    deg_all = torch.from_numpy(data.arrays["test_degraded"])
+    out: dict[str, dict[str, float]] = {}
+    for task, idx in picks.items():
+        k = data.tasks.index(task)
+        g = torch.Generator(device=device).manual_seed(step_seed(seed, _STREAM_NOISE, k))
+        scores: dict[str, list[Tensor]] = {"psnr": [], "ssim": [], "psnr_in": [], "ssim_in": []}
+        for i in range(0, len(idx), batch_size):
+            sel = idx[i : i + batch_size]
+            clean = _centre_crop(clean_all[sel].float() / 255.0, image_size).to(device)
+            deg = _centre_crop(deg_all[sel].float() / 255.0, image_size).to(device)
+            restored = from_model_range(restore(to_model_range(deg), g).float()).clamp(0, 1)
+            if restored.shape != clean.shape:
+                raise ValueError(
+                    f"the restorer returned shape {tuple(restored.shape)}, "
+                    f"expected {tuple(clean.shape)}"
+                )
+            scores["psnr"].append(psnr(restored, clean).cpu())
+            scores["ssim"].append(ssim(restored, clean).cpu())
+            scores["psnr_in"].append(psnr(deg, clean).cpu())
+            scores["ssim_in"].append(ssim(deg, clean).cpu())
+        out[task] = {key: float(torch.cat(v).mean()) for key, v in scores.items()}
+        out[task]["n"] = len(idx)
+    keys = ("psnr", "ssim", "psnr_in", "ssim_in")
+    out["average"] = {key: float(np.mean([out[t][key] for t in picks])) for key in keys}
+    out["average"]["n"] = sum(len(i) for i in picks.values())
+    return out
+
+
+def rddm_restorer(model: ResidualDenoiser, schedule: Schedule, steps: int) -> Restorer:
+    """RDDM's sampler (R3, η = 0) with ``steps`` steps, in the model's own mode."""
+
+    def restore(x_in: Tensor, g: torch.Generator) -> Tensor:
+        return sample(model, x_in, schedule, steps, mode=model.mode, eta=0.0, generator=g)
+
+    return restore
+
+
+def drdd_restorer(
+    residual_model: ResidualDenoiser,
+    noise_model: ResidualDenoiser,
+    residual_schedule: Schedule,
+    noise_schedule: Schedule,
+    residual_steps: int,
+    noise_steps: int,
+    noise_strength: float,
+) -> Restorer:
+    """DRDD's decoupled sampler: start at I_in + σ·z, remove the residual (D2 reversed,
+    ``residual_steps``), then the noise (D1 reversed, ``noise_steps``), η = 0."""
+
+    def restore(x_in: Tensor, g: torch.Generator) -> Tensor:
+        return sample_drdd(
+            residual_model,
+            noise_model,
+            x_in,
+            residual_schedule,
+            noise_schedule,
+            residual_steps=residual_steps,
+            noise_steps=noise_steps,
+            noise_strength=noise_strength,
+            generator=g,
+        )
+
+    return restore
+
+
+def scores_summary(scores: dict[str, Any]) -> str:
+    """One line: average PSNR/SSIM and the input's."""
+    a = scores["average"]
+    return (
+        f"PSNR {a['psnr']:.2f} dB (input {a['psnr_in']:.2f}), "
+        f"SSIM {a['ssim']:.4f} (input {a['ssim_in']:.4f})"
+    )

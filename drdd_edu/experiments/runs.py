@@ -1,0 +1,203 @@
+"""Training configs of the experiments' networks, and training them — or reusing a finished run.
+
+Run folders are ``{runs_dir}/{size}/{run_name}``; a run is *finished* when its folder holds the
+checkpoint of its last step. A finished run whose stored config equals the wanted one (up to
+:data:`IGNORED_KEYS`, which do not change the weights) is reused without training; an
+interrupted one is resumed; a folder written with another config raises
+:class:`RunConfigMismatch` (never silently reused).
+
+Networks (SPEC, "The experiments API"; DRDD §3, RDDM §3):
+
+* ``drdd_noise``: the noise net (D1) on the unpaired clean target images, ``pred_noise``,
+  L2, sum_scale = 1.6² so that β̄_{T−1} = 1.6 covers every σ studied; shared by a size.
+* ``drdd_residual``: the residual net (D2) at noise strength σ on a fraction of the paired data,
+  ``pred_res``, L2 (DRDD's code and Appendix B).
+* ``rddm``: the coupled baseline (R2), one net, ``pred_res_noise``, L1 (RDDM), sum_scale 1,
+  with as many steps as DRDD's two nets together.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import checkpoint as ckpt_io
+from ..nn import ResidualDenoiser
+from ..train import TrainConfig, Trainer, model_from_checkpoint
+from .sizes import SizeSettings
+
+__all__ = [
+    "IGNORED_KEYS",
+    "RunConfigMismatch",
+    "RunRecord",
+    "base_config",
+    "noise_config",
+    "residual_config",
+    "rddm_config",
+    "ensure_run",
+    "load_run_model",
+]
+
+#: config keys that may differ between a stored run and the wanted one (they do not change the
+#: trained weights: where the run lives, how it reports, which device ran it)
+IGNORED_KEYS: frozenset[str] = frozenset({"out_dir", "progress", "device", "cache_dir", "compile"})
+
+
+class RunConfigMismatch(ValueError):
+    """A run folder holds checkpoints written with a different config."""
+
+
+@dataclass
+class RunRecord:
+    """One network of an experiment: where it is, and whether it was trained or reused."""
+
+    name: str
+    run_dir: Path
+    checkpoint: Path
+    steps: int
+    reused: bool
+    wall_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "run_dir": str(self.run_dir),
+            "checkpoint": str(self.checkpoint),
+            "steps": self.steps,
+            "reused": self.reused,
+            "wall_s": self.wall_s,
+        }
+
+
+def base_config(settings: SizeSettings, name: str, seed: int, device: str) -> TrainConfig:
+    """Settings every experiment network shares at ``settings``' size (no checkpoints between
+    the final one and the start are needed: ``ckpt_every`` is a tenth of the run)."""
+    return TrainConfig(
+        name=name,
+        preset=settings.preset,
+        image_size=settings.image_size,
+        max_patches_per_image=settings.max_patches_per_image,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        warmup_steps=settings.warmup_steps,
+        seed=seed,
+        eval_every=0,
+        keep_last=1,
+        progress=False,
+        device=device,
+        amp=settings.amp,
+        channels_last=settings.amp == "bf16",
+    )
+
+
+def _with_steps(cfg: TrainConfig, steps: int) -> TrainConfig:
+    return cfg.replace(steps=steps, ckpt_every=max(1, steps // 10))
+
+
+def noise_config(settings: SizeSettings, seed: int, device: str) -> TrainConfig:
+    """DRDD's noise net (D1): unpaired clean images, β̄_{T−1} = sqrt(sum_scale) = 1.6."""
+    cfg = base_config(settings, f"drdd-noise_seed{seed}", seed, device).replace(
+        stage="drdd_noise",
+        objective="pred_noise",
+        sum_scale=settings.noise_sum_scale,
+        noise_strength=1.0,
+        loss="l2",
+        sampling_steps=settings.drdd_noise_sampling_steps,
+    )
+    return _with_steps(cfg, settings.noise_steps)
+
+
+def residual_config(
+    settings: SizeSettings, sigma: float, fraction: float, seed: int, device: str
+) -> TrainConfig:
+    """DRDD's residual net (D2) at noise strength ``sigma`` on ``fraction`` of the paired data."""
+    name = f"drdd-residual_sigma{sigma:.2f}_frac{fraction:.2f}_seed{seed}"
+    cfg = base_config(settings, name, seed, device).replace(
+        stage="drdd_residual",
+        objective="pred_res",
+        sum_scale=1.0,
+        noise_strength=float(sigma),
+        data_fraction=float(fraction),
+        loss="l2",
+        sampling_steps=settings.drdd_residual_sampling_steps,
+    )
+    return _with_steps(cfg, settings.residual_steps)
+
+
+def rddm_config(settings: SizeSettings, fraction: float, seed: int, device: str) -> TrainConfig:
+    """The coupled RDDM baseline (R2): one net, ``pred_res_noise``, DRDD's two budgets."""
+    cfg = base_config(settings, f"rddm_frac{fraction:.2f}_seed{seed}", seed, device).replace(
+        stage="rddm",
+        objective="pred_res_noise",
+        sum_scale=1.0,
+        data_fraction=float(fraction),
+        loss="l1",
+        sampling_steps=settings.rddm_sampling_steps,
+    )
+    return _with_steps(cfg, settings.rddm_steps)
+
+
+def _stored_config_check(run_dir: Path, cfg: TrainConfig) -> tuple[int, Path] | None:
+    """(step, path) of the latest checkpoint in ``run_dir`` if its config matches ``cfg``;
+    None if there is none; :class:`RunConfigMismatch` if it was written with another config."""
+    ckpt_dir = run_dir / "checkpoints"
+    found = ckpt_io.list_checkpoints(ckpt_dir) if ckpt_dir.is_dir() else []
+    if not found:
+        return None
+    step, path = found[-1]
+    stored = ckpt_io.load_checkpoint(path)["config_dict"]
+    try:
+        ckpt_io.check_config(stored, cfg.to_dict(), IGNORED_KEYS, path)
+    except ckpt_io.CheckpointError as err:
+        raise RunConfigMismatch(
+            f"run folder {run_dir} holds a run with a different config, so it is not reused: "
+            f"{err}. Delete that folder (or pick another runs_dir) to retrain."
+        ) from None
+    if step > cfg.steps:
+        raise RunConfigMismatch(f"run folder {run_dir} has step {step} > wanted {cfg.steps}")
+    return step, path
+
+
+def ensure_run(cfg: TrainConfig, run_dir: str | Path, progress: bool = False) -> RunRecord:
+    """Train ``cfg`` into ``run_dir`` unless a finished run with the same config is there.
+
+    Returns a :class:`RunRecord`; ``reused`` is True when no optimisation step was taken.
+    Raises :class:`RunConfigMismatch` when ``run_dir`` holds a run with another config.
+    """
+    run_dir = Path(run_dir)
+    cfg = cfg.replace(out_dir=str(run_dir))
+    t0 = time.perf_counter()
+    found = _stored_config_check(run_dir, cfg)
+    if found is not None and found[0] == cfg.steps:
+        return RunRecord(cfg.name, run_dir, found[1], cfg.steps, True, time.perf_counter() - t0)
+    trainer = Trainer(cfg, resume=found is not None)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=trainer.step, desc=f"train {cfg.name}", leave=False)
+    last: str | None = None
+    try:
+        for state in trainer.steps():
+            last = state.get("checkpoint", last)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{state['loss']:.4f}", refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+        trainer.close()
+    path = ckpt_io.checkpoint_path(run_dir / "checkpoints", cfg.steps)
+    if not path.is_file():  # pragma: no cover - the trainer always saves the last step
+        raise RuntimeError(f"training {cfg.name} ended without its final checkpoint {path}")
+    return RunRecord(cfg.name, run_dir, path, cfg.steps, False, time.perf_counter() - t0)
+
+
+def load_run_model(record: RunRecord, device: str | torch.device = "cpu") -> ResidualDenoiser:
+    """The EMA network of a finished run, in eval mode on ``device``."""
+    model, _, _ = model_from_checkpoint(record.checkpoint, use_ema=True, device=device)
+    return model

@@ -1,0 +1,312 @@
+"""The DRDD experiments package at smoke size: schemas, reuse of finished runs, refusing
+mismatched runs, stratified evaluation, the CLI and the result files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from drdd_edu.cli import main
+from drdd_edu.degradations import TASKS
+from drdd_edu.experiments import (
+    EXPERIMENTS,
+    ROW_KEYS,
+    SIZES,
+    RunConfigMismatch,
+    ensure_run,
+    evaluate_per_task,
+    get_size,
+    load_results,
+    run_experiment,
+    stratified_test_indices,
+)
+from drdd_edu.experiments.aosa_exp import aosa_config, cached_selection
+from drdd_edu.experiments.runs import noise_config, rddm_config, residual_config
+from drdd_edu.experiments.sizes import resolve_device_for
+
+SMOKE = get_size("smoke")
+ALL_TASKS = (*TASKS, "average")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Every experiment once at smoke size, sharing one runs_dir (the nets are shared)."""
+    root = tmp_path_factory.mktemp("experiments")
+    dirs = {"results_dir": root / "results", "figures_dir": root / "figures"}
+    dirs["runs_dir"] = root / "runs"
+    results = {
+        name: run_experiment(name, "smoke", progress=False, device="cpu", **dirs)
+        for name in EXPERIMENTS
+    }
+    return results, dirs
+
+
+@pytest.fixture(scope="module")
+def data():
+    from drdd_edu.data import build_all_in_one5
+
+    return build_all_in_one5(
+        size=SMOKE.image_size, max_patches_per_image=SMOKE.max_patches_per_image, progress=False
+    )
+
+
+def expected_rows(name: str) -> int:
+    s = SMOKE
+    return {
+        "coupled": 2 * len(ALL_TASKS),
+        "data-efficiency": 2 * len(s.fractions) * len(ALL_TASKS),
+        "noise-sweep": (len(s.sigmas_test) + len(s.sigmas_train)) * len(ALL_TASKS),
+        "aosa": len(TASKS) + 1,
+    }[name]
+
+
+def test_constants():
+    assert EXPERIMENTS == ("coupled", "data-efficiency", "noise-sweep", "aosa")
+    assert SIZES == ("smoke", "cpu", "full")
+    assert get_size("full").preset == "rddm" and get_size("full").image_size == 64
+    assert get_size("full").batch_size == 64 and get_size("full").amp == "bf16"
+    for size in SIZES:  # one noise net serves every σ ≤ 1.6; RDDM gets DRDD's two budgets
+        s = get_size(size)
+        assert s.noise_sum_scale == pytest.approx(2.56)
+        assert s.rddm_steps == s.noise_steps + s.residual_steps
+        assert noise_config(s, 0, "cpu").make_schedule().betas_cumsum[-1] == pytest.approx(1.6)
+        # every network config of every size is valid (the full size's too, without a GPU)
+        for sigma in {1.0, *s.sigmas_train}:
+            assert residual_config(s, sigma, 1.0, 0, "cuda").noise_strength == sigma
+        for fraction in s.fractions:
+            assert rddm_config(s, fraction, 0, "cuda").steps == s.rddm_steps
+        for task in (*TASKS, "generation"):
+            assert aosa_config(s, task, 0, "cuda").schedule == "ddim"
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_files_and_schema(smoke, name):
+    results, dirs = smoke
+    res = results[name]
+    assert res.name == name and res.size == "smoke"
+    assert res.csv_path == dirs["results_dir"] / f"{name}-smoke.csv"
+    assert res.json_path == dirs["results_dir"] / f"{name}-smoke.json"
+    assert res.figure_path == dirs["figures_dir"] / f"exp_{name}-smoke.png"
+    assert res.figure_path.stat().st_size > 5000
+    assert res.figure_path.read_bytes()[:4] == b"\x89PNG"
+    assert len(res.rows) == expected_rows(name)
+    with res.csv_path.open() as f:
+        csv_rows = list(csv.DictReader(f))
+    assert len(csv_rows) == len(res.rows)
+    assert tuple(csv_rows[0]) == ROW_KEYS[name]
+    payload = json.loads(res.json_path.read_text())
+    assert len(payload["rows"]) == len(res.rows)
+    for row in res.rows:
+        assert tuple(row) == ROW_KEYS[name]
+        generation = name == "aosa" and row["task"] == "generation"
+        for key in ("psnr", "ssim"):
+            assert math.isnan(row[key]) if generation else math.isfinite(row[key]), row
+        if not generation:
+            assert 0 < row["psnr"] < 60 and -1 <= row["ssim"] <= 1
+        if "n" in row:
+            assert row["n"] == SMOKE.n_per_task * (len(TASKS) if row["task"] == "average" else 1)
+    meta = res.meta
+    assert meta["command"].startswith(f"drdd-edu experiment {name} --size smoke")
+    assert meta["wall_s"] > 0 and meta["device"] == "cpu" and meta["torch"] == torch.__version__
+    assert meta["settings"]["image_size"] == SMOKE.image_size
+    assert meta["runs"] and all(r["wall_s"] >= 0 for r in meta["runs"])
+    assert meta["jobs"]["done"] == meta["jobs"]["planned"]  # the progress bar's total is right
+
+
+def test_row_contents(smoke):
+    results, _ = smoke
+    coupled = results["coupled"].rows
+    assert {(r["method"], r["task"]) for r in coupled} == {
+        (m, t) for m in ("rddm", "drdd") for t in ALL_TASKS
+    }
+    for r in coupled:  # the average row is the mean of the task rows
+        if r["task"] == "average":
+            tasks = [x for x in coupled if x["method"] == r["method"] and x["task"] != "average"]
+            assert r["psnr"] == pytest.approx(sum(x["psnr"] for x in tasks) / len(TASKS))
+            assert r["psnr_in"] == pytest.approx(sum(x["psnr_in"] for x in tasks) / len(TASKS))
+    de = results["data-efficiency"].rows
+    assert sorted({r["fraction"] for r in de}) == [0.25, 0.5, 0.75, 1.0]
+    sweep = results["noise-sweep"].rows
+    assert sorted({r["sigma"] for r in sweep if r["sweep"] == "test"}) == list(SMOKE.sigmas_test)
+    assert sorted({r["sigma"] for r in sweep if r["sweep"] == "train"}) == list(SMOKE.sigmas_train)
+    aosa = results["aosa"]
+    assert [r["task"] for r in aosa.rows] == [*TASKS, "generation"]
+    for r in aosa.rows:
+        assert r["choice"] == ("pred_res" if r["lambda_final"] > 0.5 else "pred_noise")
+        assert 1 <= r["decided_at_step"] <= SMOKE.aosa_select_steps
+        hist = aosa.meta["lambda_history"][r["task"]]
+        assert hist[-1][1] == pytest.approx(r["lambda_final"])
+        decided = abs(r["lambda_final"] - 0.5) >= SMOKE.aosa_threshold
+        assert r["decided_at_step"] == (hist[-1][0] if decided else SMOKE.aosa_select_steps)
+
+
+def test_shared_networks_give_identical_scores(smoke):
+    """coupled's nets = data-efficiency's fraction 1.0 = the noise sweep's σ = 1.0 (reused, and
+    the evaluation is deterministic, so the numbers agree exactly)."""
+    results, _ = smoke
+    coupled = {(r["method"], r["task"]): r for r in results["coupled"].rows}
+    for r in results["data-efficiency"].rows:
+        if r["fraction"] == 1.0:
+            assert r["psnr"] == coupled[(r["method"], r["task"])]["psnr"]
+            assert r["ssim"] == coupled[(r["method"], r["task"])]["ssim"]
+    for r in results["noise-sweep"].rows:
+        if r["sigma"] == 1.0:
+            assert r["psnr"] == coupled[("drdd", r["task"])]["psnr"]
+    reused = {r["name"]: r["reused"] for r in results["data-efficiency"].meta["runs"]}
+    assert reused["drdd-noise_seed0"] and reused["rddm_frac1.00_seed0"]
+    assert not reused["rddm_frac0.25_seed0"]
+
+
+def test_finished_runs_are_reused(smoke, tmp_path):
+    results, dirs = smoke
+    ckpts = sorted((dirs["runs_dir"] / "smoke").glob("*/checkpoints/*.pt"))
+    assert ckpts
+    before = {p: p.stat().st_mtime_ns for p in ckpts}
+    again = run_experiment(
+        "coupled",
+        "smoke",
+        results_dir=tmp_path / "r",
+        figures_dir=tmp_path / "f",
+        runs_dir=dirs["runs_dir"],
+        progress=False,
+        device="cpu",
+    )
+    assert all(r["reused"] for r in again.meta["runs"])
+    assert {p: p.stat().st_mtime_ns for p in ckpts} == before
+    assert sorted((dirs["runs_dir"] / "smoke").glob("*/checkpoints/*.pt")) == ckpts
+    assert again.rows == results["coupled"].rows  # deterministic evaluation
+
+
+def test_mismatched_run_is_not_reused(smoke):
+    _, dirs = smoke
+    cfg = noise_config(SMOKE, 0, "cpu")
+    run_dir = dirs["runs_dir"] / "smoke" / cfg.name
+    ckpt = next(run_dir.glob("checkpoints/*.pt"))
+    mtime = ckpt.stat().st_mtime_ns
+    assert ensure_run(cfg, run_dir).reused
+    with pytest.raises(RunConfigMismatch, match="lr"):
+        ensure_run(cfg.replace(lr=cfg.lr / 2), run_dir)
+    with pytest.raises(RunConfigMismatch, match="steps"):
+        ensure_run(cfg.replace(steps=cfg.steps + 5), run_dir)
+    assert ckpt.stat().st_mtime_ns == mtime
+    sel_dir = dirs["runs_dir"] / "smoke" / "aosa-select_rain_seed0"
+    acfg = aosa_config(SMOKE, "rain", 0, "cpu")
+    sel, reused = cached_selection(acfg, sel_dir, SMOKE.aosa_select_steps, 0.01, False)
+    assert reused and sel.choice in ("pred_res", "pred_noise")
+    with pytest.raises(RunConfigMismatch, match="threshold"):
+        cached_selection(acfg, sel_dir, SMOKE.aosa_select_steps, 0.02, False)
+
+
+def test_stratified_indices(data):
+    n = SMOKE.n_per_task
+    picks = stratified_test_indices(data, n, seed=0)
+    assert list(picks) == list(TASKS)
+    task_ids = torch.from_numpy(data.arrays["test_task"])
+    for k, (task, idx) in enumerate(picks.items()):
+        assert len(idx) == n and len(set(idx.tolist())) == n
+        assert bool((task_ids[idx] == k).all()), task
+    again = stratified_test_indices(data, n, seed=0)
+    assert all(torch.equal(picks[t], again[t]) for t in TASKS)
+    other = stratified_test_indices(data, n, seed=1)
+    assert any(not torch.equal(picks[t], other[t]) for t in TASKS)
+    only = stratified_test_indices(data, n, seed=0, tasks=("rain",))
+    assert list(only) == ["rain"] and torch.equal(only["rain"], picks["rain"])
+    too_many = int(torch.bincount(task_ids).min()) + 1
+    with pytest.raises(ValueError, match="fewer than"):
+        stratified_test_indices(data, too_many)
+    with pytest.raises(ValueError, match="tasks"):
+        stratified_test_indices(data, n, tasks=("snow",))
+
+
+def test_evaluate_per_task(data):
+    n = SMOKE.n_per_task
+    identity = evaluate_per_task(lambda x, g: x, data, n, image_size=SMOKE.image_size)
+    assert list(identity) == [*TASKS, "average"]
+    for task in TASKS:
+        assert identity[task]["n"] == n
+        assert identity[task]["psnr"] == pytest.approx(identity[task]["psnr_in"])
+        assert identity[task]["ssim"] == pytest.approx(identity[task]["ssim_in"])
+    assert identity["average"]["n"] == n * len(TASKS)
+
+    def noisy(x, g):
+        return x + 0.1 * torch.randn(x.shape, generator=g)
+
+    a = evaluate_per_task(noisy, data, n, seed=3, batch_size=3)
+    b = evaluate_per_task(noisy, data, n, seed=3, batch_size=3)
+    assert a == b  # seeded sampling noise
+    assert all(a[t]["psnr"] != identity[t]["psnr"] for t in TASKS)
+    with pytest.raises(ValueError, match="shape"):
+        evaluate_per_task(lambda x, g: x[..., :4, :4], data, n)
+
+
+def test_cli_smoke_and_errors(smoke, tmp_path, capsys):
+    _, dirs = smoke
+    args = [
+        "--results-dir",
+        str(tmp_path / "r"),
+        "--figures-dir",
+        str(tmp_path / "f"),
+        "--runs-dir",
+        str(dirs["runs_dir"]),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    assert main(["experiment", "noise-sweep", "--smoke", *args]) == 0
+    out = capsys.readouterr().out
+    assert "noise-sweep (smoke)" in out and "0 runs trained" in out
+    assert (tmp_path / "r" / "noise-sweep-smoke.csv").is_file()
+    assert (tmp_path / "f" / "exp_noise-sweep-smoke.png").is_file()
+    assert main(["experiment", "denoise-all", "--smoke", *args]) == 2
+    assert "unknown experiment 'denoise-all'" in capsys.readouterr().err
+    assert main(["experiment", "coupled", "--size", "huge", *args]) == 2
+    assert "unknown experiment size 'huge'" in capsys.readouterr().err
+    assert main(["experiment", "coupled", "--size", "cpu", "--smoke", *args]) == 2
+    assert "contradicts" in capsys.readouterr().err
+    assert main(["experiment", "coupled", "--size", "full", *args]) == 2  # --device cpu
+    err = capsys.readouterr().err
+    assert "GPU configuration" in err and "cuda" in err
+
+
+def test_full_size_needs_cuda():
+    full = get_size("full")
+    with pytest.raises(RuntimeError, match="needs device='cuda'"):
+        resolve_device_for(full, "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            resolve_device_for(full, "auto")
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            run_experiment("coupled", "full", progress=False)
+    assert resolve_device_for(get_size("smoke"), "cpu") == "cpu"
+
+
+def test_bad_names(tmp_path):
+    with pytest.raises(ValueError, match="unknown experiment"):
+        run_experiment("nope", "smoke", results_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown experiment size"):
+        run_experiment("coupled", "medium", results_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown experiment"):
+        load_results("nope", "smoke", tmp_path)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_load_results_round_trip(smoke, name, tmp_path):
+    results, dirs = smoke
+    res = results[name]
+    loaded = load_results(name, "smoke", dirs["results_dir"])
+    assert loaded is not None
+    assert loaded.meta == json.loads(json.dumps(res.meta))
+    assert len(loaded.rows) == len(res.rows)
+    for a, b in zip(loaded.rows, res.rows, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(b[key], float) and math.isnan(b[key]):
+                assert math.isnan(a[key])
+            else:
+                assert a[key] == b[key]
+    assert loaded.csv_path == res.csv_path and loaded.figure_path == res.figure_path
+    assert load_results(name, "smoke", tmp_path) is None
