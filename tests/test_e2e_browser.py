@@ -130,6 +130,25 @@ def _output_images(page):
     return page.eval_on_selector_all(".jp-OutputArea-output img", "els => els.map(e => e.src)")
 
 
+def _wait_for_one_kernel(url: str, settle_s: float = 4.0, timeout_s: float = 120.0) -> None:
+    """Wait until the server has had exactly one kernel, the same one, for ``settle_s`` seconds.
+
+    A fresh JupyterLab can start a kernel for the notebook and then replace it (kernel preference
+    resolution); cells sent to the first one are lost when it shuts down."""
+    deadline = time.time() + timeout_s
+    seen, since = None, time.time()
+    while time.time() < deadline:
+        with urllib.request.urlopen(f"{url}/api/kernels?token={TOKEN}", timeout=5) as response:
+            kernels = json.load(response)
+        ids = tuple(sorted(k["id"] for k in kernels if k.get("execution_state") != "starting"))
+        if ids != seen:
+            seen, since = ids, time.time()
+        elif len(ids) == 1 and time.time() - since >= settle_s:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the notebook's kernel never settled: kernels {seen}")
+
+
 def _run_all_cells(page) -> None:
     """Run → Run All Cells, until a cell actually starts. On a loaded machine the kernel can still
     be connecting when the indicator first reads idle, and that first request is then lost."""
@@ -187,6 +206,7 @@ def test_notebook_03_runs_and_slider_updates_figure(lab_server):
         page.wait_for_selector(
             ".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached"
         )
+        _wait_for_one_kernel(url)
         _run_all_cells(page)
         # wait until the kernel is idle again and the lab's widgets are on the page
         try:
