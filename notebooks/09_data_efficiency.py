@@ -265,6 +265,7 @@ del data_again
 
 # %%
 from drdd_edu.experiments import load_results, run_experiment
+from drdd_edu.notebook import REPO_ROOT
 
 
 def check_rows(rows: list[dict], fractions: set[float]) -> None:
@@ -299,7 +300,7 @@ def show(rows: list[dict], label: str) -> None:
 
 shipped = None
 for size in SHIPPED_SIZES:
-    shipped = load_results(EXPERIMENT, size)
+    shipped = load_results(EXPERIMENT, size, results_dir=REPO_ROOT / "data" / "results")
     if shipped is not None:
         break
 if shipped is not None:

@@ -518,6 +518,7 @@ del tr, tr_h
 
 # %%
 from drdd_edu.experiments import load_results, run_experiment
+from drdd_edu.notebook import REPO_ROOT
 
 
 def check_aosa_rows(rows: list[dict]) -> None:
@@ -546,7 +547,7 @@ def show_aosa(rows: list[dict], label: str) -> None:
 
 shipped = None
 for size in ("full", "cpu"):
-    shipped = load_results("aosa", size)
+    shipped = load_results("aosa", size, results_dir=REPO_ROOT / "data" / "results")
     if shipped is not None:
         break
 if shipped is not None:

@@ -310,3 +310,26 @@ def test_load_results_round_trip(smoke, name, tmp_path):
                 assert a[key] == b[key]
     assert loaded.csv_path == res.csv_path and loaded.figure_path == res.figure_path
     assert load_results(name, "smoke", tmp_path) is None
+
+
+def test_relative_figure_path_is_found_from_another_directory(smoke, tmp_path, monkeypatch):
+    # committed results store the figure relative to the repository root: data/results/… and
+    # figures/…; a notebook running in notebooks/ must still find the figure
+    results, dirs = smoke
+    repo = tmp_path / "repo"
+    (repo / "data" / "results").mkdir(parents=True)
+    (repo / "figures").mkdir()
+    (repo / "notebooks").mkdir()
+    res = results["coupled"]
+    payload = {
+        "meta": dict(res.meta, figure_path="figures/exp_coupled-smoke.png"),
+        "rows": res.rows,
+    }
+    (repo / "data" / "results" / "coupled-smoke.json").write_text(json.dumps(payload))
+    (repo / "figures" / "exp_coupled-smoke.png").write_bytes(res.figure_path.read_bytes())
+    monkeypatch.chdir(repo / "notebooks")
+    loaded = load_results("coupled", "smoke", repo / "data" / "results")
+    assert loaded is not None and loaded.figure_path.is_file()
+    assert loaded.figure_path.read_bytes() == res.figure_path.read_bytes()
+    monkeypatch.chdir(repo)  # from the root the stored relative path works as it is
+    assert load_results("coupled", "smoke", "data/results").figure_path.is_file()

@@ -91,6 +91,11 @@ def read_results(name: str, size: str, results_dir: str | os.PathLike) -> Experi
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{json_path} is not an experiment result file: {err}") from err
     fig = meta.get("figure_path")
+    if fig and not Path(fig).is_absolute() and not Path(fig).exists():
+        # written relative to the directory the experiment ran in: for the default layout
+        # (data/results/ beside figures/) that is two levels above the results folder
+        beside = json_path.resolve().parent.parent.parent / fig
+        fig = str(beside) if beside.exists() else fig
     return ExperimentResult(
         name=name,
         size=size,

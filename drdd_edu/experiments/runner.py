@@ -92,7 +92,7 @@ def run_experiment(
         "threads": torch.get_num_threads(),
         "runs": [r.to_dict() for r in ctx.records] + ctx.extra_runs,
         "jobs": {"planned": ctx.total_jobs, "done": ctx.jobs_done},
-        "figure_path": str(fig_path),
+        "figure_path": _portable(fig_path),
         **ctx.meta_extra,
     }
     fig = module.plot(rows, meta, _title(name, size))
@@ -129,3 +129,12 @@ def _save(fig: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
+
+
+def _portable(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (committed result files
+    then hold no machine-specific absolute paths), else absolute."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
