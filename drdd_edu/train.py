@@ -1083,15 +1083,19 @@ class Trainer:
 
 
 def _test_batches(test_src: Any, cfg: TrainConfig, n: int, device: torch.device) -> list[Any]:
-    """Fixed test images: the first ``n`` test pairs, or synthetic pairs; centre-cropped."""
+    """Fixed test images: ``n`` test pairs spread evenly over the test split (all of them when
+    ``n`` ≥ its size; the split is ordered by source photo, so its first ``n`` pairs would all
+    come from one photo), or synthetic pairs; centre-cropped."""
     S = cfg.image_size
     if test_src is None:
         g = torch.Generator().manual_seed(step_seed(cfg.seed, _STREAM_EVAL, 0))
         clean = torch.rand((n, 3, S, S), generator=g)
         deg = (clean + 0.1 * torch.randn((n, 3, S, S), generator=g)).clamp(0, 1)
     else:
-        clean = test_src.clean[:n].float() / 255.0
-        deg = test_src.degraded[:n].float() / 255.0
+        total = len(test_src.clean)
+        idx = torch.linspace(0, total - 1, n).round().long() if n < total else torch.arange(total)
+        clean = test_src.clean[idx].float() / 255.0
+        deg = test_src.degraded[idx].float() / 255.0
         off = (clean.shape[-1] - S) // 2
         clean = clean[..., off : off + S, off : off + S]
         deg = deg[..., off : off + S, off : off + S]

@@ -428,3 +428,17 @@ def test_add_commands_and_dispatch():
     args = parser.parse_args(["train", "--config", "tiny-cpu", "--resume", "--steps", "5"])
     assert args.resume and args.steps == 5
     assert dispatch(argparse.Namespace(command="info")) is None  # not ours: the lead's
+
+
+def test_evaluation_images_are_spread_over_the_test_split():
+    # the test split is ordered by source photo: evaluation must not take only its first n pairs
+    from drdd_edu.train import TrainConfig, _Source, _test_batches
+
+    N, S = 10, 8
+    clean = torch.arange(N, dtype=torch.uint8).view(N, 1, 1, 1).expand(N, 3, S, S).contiguous()
+    src = _Source(clean, clean.clone())
+    cfg = TrainConfig(image_size=S, batch_size=3)
+    picked = torch.cat([c for c, _ in _test_batches(src, cfg, 4, torch.device("cpu"))])
+    assert [round(float(v) * 255) for v in picked[:, 0, 0, 0]] == [0, 3, 6, 9]
+    every = torch.cat([c for c, _ in _test_batches(src, cfg, 25, torch.device("cpu"))])
+    assert [round(float(v) * 255) for v in every[:, 0, 0, 0]] == list(range(N))
