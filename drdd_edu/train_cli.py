@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -63,7 +64,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON")
 
-    be = subparsers.add_parser("bench", help="training throughput: images/s, TFLOP/s, memory")
+    be = subparsers.add_parser(
+        "bench", help="training throughput (images/s, TFLOP/s, memory) and sampling latency"
+    )
     be.add_argument("--preset", default="tiny")
     be.add_argument("--size", type=int, default=32)
     be.add_argument("--batch", type=int, default=16)
@@ -75,6 +78,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     be.add_argument("--amp", default="off", choices=("auto", "bf16", "off"))
     be.add_argument("--compile", action="store_true")
     be.add_argument("--channels-last", action="store_true")
+    be.add_argument(
+        "--sampling-steps",
+        type=int,
+        default=5,
+        help="also time restoring the batch with this many sampler steps (0: skip)",
+    )
     be.add_argument("--json", type=Path, default=None, help="write the result as JSON")
 
     ex = subparsers.add_parser(
@@ -135,12 +144,19 @@ def dispatch(args: argparse.Namespace) -> int | None:
             amp=args.amp,
             compile=args.compile,
             channels_last=args.channels_last,
+            sampling_steps=args.sampling_steps,
         )
         print(
             f"bench {result['preset']} {result['size']}² batch {result['batch']} on "
             f"{result['device']}: {result['images_per_s']:.1f} images/s, "
             f"{result['ms_per_step']:.1f} ms/step, {result['tflops']:.3f} TFLOP/s, "
             f"peak memory {result['peak_memory_mb']:.0f} MB ({result['memory_kind']})"
+            + (
+                f"; {result['sampling_steps']}-step sampling of the batch: "
+                f"{result['sample_ms']:.1f} ms"
+                if result["sample_ms"] is not None
+                else ""
+            )
         )
         _write_json(args.json, result)
         return 0
@@ -305,10 +321,16 @@ def bench(
     amp: str = "off",
     compile: bool = False,
     channels_last: bool = False,
+    sampling_steps: int = 5,
+    sample_repeats: int = 3,
 ) -> dict[str, Any]:
     """Time ``steps`` training steps (after ``warmup``) on synthetic data with the Trainer's own
     step; returns images/s, ms/step, TFLOP/s (forward FLOPs × 3 for forward + backward) and the
-    peak memory (CUDA allocator peak, or the process's peak RSS on CPU)."""
+    peak memory (CUDA allocator peak, or the process's peak RSS on CPU). Then times restoring the
+    whole batch (B, 3, size, size) with ``sampling_steps`` sampler steps of the EMA model (η = 0,
+    under the same autocast; the best of ``sample_repeats`` runs after one untimed run):
+    ``sample_ms`` — the issue's "5-step sampling of 64 images at 64²" latency. ``sampling_steps``
+    = 0 skips it."""
     import resource
 
     import torch
@@ -318,6 +340,10 @@ def bench(
 
     if steps < 1 or warmup < 0:
         raise ValueError(f"need steps ≥ 1 and warmup ≥ 0, got {steps}, {warmup}")
+    if sampling_steps < 0 or sample_repeats < 1:
+        raise ValueError(
+            f"need sampling_steps ≥ 0 and sample_repeats ≥ 1, got {sampling_steps}, {sample_repeats}"
+        )
     cfg = TrainConfig(
         name="bench",
         preset=preset,
@@ -354,6 +380,7 @@ def bench(
         tr.train_step()
     sync()
     dt = time.perf_counter() - t0
+    sample_ms = _time_sampling(tr, sampling_steps, sample_repeats, sync) if sampling_steps else None
     tr.close()
     if dev.type == "cuda":
         peak, kind = torch.cuda.max_memory_allocated(dev) / 2**20, "cuda max allocated"
@@ -377,10 +404,41 @@ def bench(
         "ms_per_step": 1000 * dt / steps,
         "images_per_s": ips,
         "tflops": 3 * flops * ips / 1e12,
+        "sampling_steps": sampling_steps,
+        "sample_ms": sample_ms,
         "peak_memory_mb": peak,
         "memory_kind": kind,
         "torch": torch.__version__,
     }
+
+
+def _time_sampling(tr: Any, sampling_steps: int, repeats: int, sync: Any) -> float:
+    """Best wall time (ms) of restoring one synthetic batch with the EMA model (see ``bench``)."""
+    import torch
+
+    from .samplers import sample
+
+    cfg, dev = tr.config, tr.device
+    g = torch.Generator(device=dev).manual_seed(cfg.seed)
+    x_in = torch.rand((cfg.batch_size, 3, cfg.image_size, cfg.image_size), generator=g, device=dev)
+    x_in = x_in * 2 - 1
+    if cfg.channels_last:
+        x_in = x_in.contiguous(memory_format=torch.channels_last)
+    schedule, model = cfg.make_schedule(), tr.ema
+
+    def once() -> None:
+        with torch.no_grad(), tr._autocast():
+            sample(model, x_in, schedule, sampling_steps, mode=model.mode, generator=g)
+
+    once()  # untimed: allocator warm-up (and compilation when the model is compiled)
+    best = math.inf
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        once()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 1000 * best
 
 
 # ----------------------------------------------------------------------------- standalone

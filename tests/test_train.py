@@ -376,6 +376,30 @@ def test_bench_cli(capsys, tmp_path):
     assert "images/s" in text and "TFLOP/s" in text
     result = json.loads(out.read_text())
     assert result["images_per_s"] > 0 and result["tflops"] > 0 and result["peak_memory_mb"] > 0
+    assert result["sampling_steps"] == 5 and result["sample_ms"] > 0 and "5-step sampling" in text
+
+
+def test_bench_sampling_options():
+    from drdd_edu.train_cli import bench
+
+    result = bench(
+        preset="tiny", size=16, batch=2, steps=1, warmup=0, device="cpu", sampling_steps=0
+    )
+    assert result["sample_ms"] is None
+    result = bench(
+        preset="tiny",
+        size=16,
+        batch=2,
+        steps=1,
+        warmup=0,
+        device="cpu",
+        objective="pred_res",
+        sampling_steps=2,
+        sample_repeats=1,
+    )
+    assert result["sampling_steps"] == 2 and result["sample_ms"] > 0
+    with pytest.raises(ValueError, match="sampling_steps"):
+        bench(preset="tiny", size=16, batch=2, steps=1, device="cpu", sampling_steps=-1)
 
 
 def test_sample_and_evaluate_cli(cache_dir, tmp_path, capsys):
