@@ -12,3 +12,14 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """A data cache holding the small All-in-One-5 build (``small_training.small_data``), so each
+    training run loads it instead of rebuilding."""
+    from small_training import small_data
+
+    path = tmp_path_factory.mktemp("data_cache")
+    small_data(path)
+    return path

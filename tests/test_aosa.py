@@ -8,53 +8,20 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from small_training import small_config, small_data
 
 from drdd_edu.aosa import AOSASelection, select_objective, train_aosa
 from drdd_edu.checkpoint import CheckpointError
-from drdd_edu.data import build_all_in_one5
 from drdd_edu.degradations import TASKS
 from drdd_edu.diffusion import q_sample
 from drdd_edu.train import TrainConfig, Trainer, load_config, model_from_checkpoint
 
-BASE = dict(
-    name="a",
-    preset="tiny",
-    objective="auto_res_noise",
-    schedule="ddim",
-    image_size=16,
-    batch_size=4,
-    steps=4,
-    lr=1e-3,
-    max_patches_per_image=10,
-    data_scales=(1.0, 0.5),
-    eval_every=0,
-    eval_images=4,
-    sampling_steps=2,
-    ckpt_every=0,
-    keep_last=0,
-    progress=False,
-    device="cpu",
-    amp="off",
-)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data_cache")
-    build_all_in_one5(
-        size=16, scales=(1.0, 0.5), max_patches_per_image=10, cache_dir=path, progress=False
-    )
-    return path
+# the trainer tests' small setup, as one AOSA network on the schedule where SM-N is valid
+AOSA = dict(name="a", objective="auto_res_noise", schedule="ddim")
 
 
 def _cfg(cache_dir: Path, out: Path | str = "", **kw) -> TrainConfig:
-    return TrainConfig(**{**BASE, "cache_dir": str(cache_dir), "out_dir": str(out), **kw})
-
-
-def _data(cache_dir: Path):
-    return build_all_in_one5(
-        size=16, scales=(1.0, 0.5), max_patches_per_image=10, cache_dir=cache_dir, progress=False
-    )
+    return small_config(cache_dir, out, **{**AOSA, **kw})
 
 
 # ----------------------------------------------------------------------------- λ and the loss
@@ -177,7 +144,7 @@ def test_selection_needs_ddim_schedule_and_rddm_stage(cache_dir):
 
 def test_generation_batches_have_zero_input_and_target_images(cache_dir):
     tr = Trainer(_cfg(cache_dir, generation=True, hflip=False, loss="l2", batch_size=6))
-    targets = _data(cache_dir).target_dataset().clean * 2 - 1  # [-1, 1]
+    targets = small_data(cache_dir).target_dataset().clean * 2 - 1  # [-1, 1]
     assert tr.train_src.degraded is None and len(tr.train_src) == len(targets)
     for step in (0, 1):
         b = tr.batch(step)
@@ -191,7 +158,7 @@ def test_generation_batches_have_zero_input_and_target_images(cache_dir):
 
 
 def test_tasks_restrict_training_and_test_patches(cache_dir):
-    data = _data(cache_dir)
+    data = small_data(cache_dir)
     pick = ("rain", "haze")
     ids = [TASKS.index(t) for t in pick]
     tr = Trainer(_cfg(cache_dir, tasks=pick))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from small_training import SMALL_TRAIN, small_config, small_data
 
 from drdd_edu.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
 from drdd_edu.train import (
@@ -24,42 +25,8 @@ from drdd_edu.train import (
 )
 from drdd_edu.train_cli import add_commands, dispatch, main
 
-# small and fast: the tiny UNet at 16², 10 patches per source image (60 training pairs)
-BASE = dict(
-    name="t",
-    preset="tiny",
-    image_size=16,
-    batch_size=4,
-    steps=4,
-    lr=1e-3,
-    warmup_steps=0,
-    max_patches_per_image=10,
-    data_scales=(1.0, 0.5),
-    eval_every=0,
-    eval_images=4,
-    sampling_steps=2,
-    ckpt_every=0,
-    keep_last=0,
-    progress=False,
-    device="cpu",
-    amp="off",
-)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    """A shared data cache, so each run loads the small All-in-One-5 build instead of rebuilding."""
-    path = tmp_path_factory.mktemp("data_cache")
-    from drdd_edu.data import build_all_in_one5
-
-    build_all_in_one5(
-        size=16, scales=(1.0, 0.5), max_patches_per_image=10, cache_dir=path, progress=False
-    )
-    return path
-
-
-def _cfg(cache_dir: Path, out: Path | str = "", **kw) -> TrainConfig:
-    return TrainConfig(**{**BASE, "cache_dir": str(cache_dir), "out_dir": str(out), **kw})
+BASE = SMALL_TRAIN
+_cfg = small_config
 
 
 def _write_toml(path: Path, cfg: TrainConfig) -> Path:
@@ -209,11 +176,7 @@ def test_objectives_and_stages_run(cache_dir, tmp_path, changes):
 def test_drdd_noise_stage_uses_unpaired_target_images_only(cache_dir):
     trainer = Trainer(_cfg(cache_dir, stage="drdd_noise", objective="pred_noise"))
     assert trainer.train_src.degraded is None  # clean target-domain images, no pairs
-    from drdd_edu.data import build_all_in_one5
-
-    data = build_all_in_one5(
-        size=16, scales=(1.0, 0.5), max_patches_per_image=10, cache_dir=cache_dir, progress=False
-    )
+    data = small_data(cache_dir)
     assert torch.equal(trainer.train_src.clean, torch.from_numpy(data.arrays["target_clean"]))
     assert trainer.batch(0)["x_in"] is None
 
