@@ -180,10 +180,8 @@ def ensure_run(cfg: TrainConfig, run_dir: str | Path, progress: bool = False) ->
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.steps, initial=trainer.step, desc=f"train {cfg.name}", leave=False)
-    last: str | None = None
     try:
         for state in trainer.steps():
-            last = state.get("checkpoint", last)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{state['loss']:.4f}", refresh=False)
