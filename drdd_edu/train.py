@@ -77,6 +77,7 @@ __all__ = [
     "resolve_amp",
     "step_seed",
     "batch_indices",
+    "centre_crop",
     "Trainer",
     "model_from_checkpoint",
     "evaluate_model",
@@ -1082,6 +1083,17 @@ class Trainer:
 # ----------------------------------------------------------------------------- evaluation
 
 
+def centre_crop(x: Tensor, size: int | None) -> Tensor:
+    """The central ``size``² window of images x (..., H, W) (x itself when ``size`` is None or
+    already H); patches smaller than ``size`` raise ``ValueError``."""
+    if size is None or x.shape[-1] == size:
+        return x
+    if x.shape[-1] < size:
+        raise ValueError(f"test patches are {x.shape[-1]}² but image_size is {size}")
+    off = (x.shape[-1] - size) // 2
+    return x[..., off : off + size, off : off + size]
+
+
 def _test_batches(test_src: Any, cfg: TrainConfig, n: int, device: torch.device) -> list[Any]:
     """Fixed test images: ``n`` test pairs spread evenly over the test split (all of them when
     ``n`` ≥ its size; the split is ordered by source photo, so its first ``n`` pairs would all
@@ -1094,11 +1106,8 @@ def _test_batches(test_src: Any, cfg: TrainConfig, n: int, device: torch.device)
     else:
         total = len(test_src.clean)
         idx = torch.linspace(0, total - 1, n).round().long() if n < total else torch.arange(total)
-        clean = test_src.clean[idx].float() / 255.0
-        deg = test_src.degraded[idx].float() / 255.0
-        off = (clean.shape[-1] - S) // 2
-        clean = clean[..., off : off + S, off : off + S]
-        deg = deg[..., off : off + S, off : off + S]
+        clean = centre_crop(test_src.clean[idx].float() / 255.0, S)
+        deg = centre_crop(test_src.degraded[idx].float() / 255.0, S)
     bs = max(1, cfg.batch_size)
     return [
         (clean[i : i + bs].to(device), deg[i : i + bs].to(device)) for i in range(0, len(clean), bs)

@@ -24,7 +24,7 @@ from ..metrics import psnr, ssim
 from ..nn import ResidualDenoiser
 from ..samplers import sample, sample_drdd
 from ..schedules import Schedule
-from ..train import step_seed
+from ..train import centre_crop, step_seed
 
 __all__ = [
     "Restorer",
@@ -70,15 +70,6 @@ def stratified_test_indices(
     return out
 
 
-def _centre_crop(x: Tensor, size: int | None) -> Tensor:
-    if size is None or x.shape[-1] == size:
-        return x
-    if x.shape[-1] < size:
-        raise ValueError(f"test patches are {x.shape[-1]}² but image_size is {size}")
-    off = (x.shape[-1] - size) // 2
-    return x[..., off : off + size, off : off + size]
-
-
 @torch.no_grad()
 def evaluate_per_task(
     restore: Restorer,
@@ -117,8 +108,8 @@ def evaluate_per_task(
         scores: dict[str, list[Tensor]] = {"psnr": [], "ssim": [], "psnr_in": [], "ssim_in": []}
         for i in range(0, len(idx), batch_size):
             sel = idx[i : i + batch_size]
-            clean = _centre_crop(clean_all[sel].float() / 255.0, image_size).to(device)
-            deg = _centre_crop(deg_all[sel].float() / 255.0, image_size).to(device)
+            clean = centre_crop(clean_all[sel].float() / 255.0, image_size).to(device)
+            deg = centre_crop(deg_all[sel].float() / 255.0, image_size).to(device)
             restored = from_model_range(restore(to_model_range(deg), g).float()).clamp(0, 1)
             if restored.shape != clean.shape:
                 raise ValueError(
