@@ -12,7 +12,7 @@ from typing import Any
 
 from ..degradations import TASKS
 from .context import Context
-from .evaluation import drdd_restorer, rddm_restorer
+from .evaluation import drdd_restorer, rddm_restorer, task_rows
 from .runs import rddm_config, residual_config
 from .sizes import SizeSettings
 
@@ -53,22 +53,8 @@ def method_scores(ctx: Context, fraction: float = 1.0) -> dict[str, dict[str, di
 def execute(ctx: Context) -> list[dict[str, Any]]:
     """Train (or reuse) the three networks and score both methods per task."""
     scores = method_scores(ctx, 1.0)
-    rows = []
-    for method in METHODS:
-        for task in (*TASKS, "average"):
-            sc = scores[method][task]
-            rows.append(
-                {
-                    "method": method,
-                    "task": task,
-                    "psnr": sc["psnr"],
-                    "ssim": sc["ssim"],
-                    "psnr_in": sc["psnr_in"],
-                    "ssim_in": sc["ssim_in"],
-                    "n": int(sc["n"]),
-                }
-            )
-    return rows
+    metrics = ("psnr", "ssim", "psnr_in", "ssim_in")
+    return [row for m in METHODS for row in task_rows(scores[m], {"method": m}, metrics)]
 
 
 def plot(rows: list[dict[str, Any]], meta: dict[str, Any], title: str) -> Any:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..degradations import TASKS
 from .context import Context
 from .coupled import METHODS, method_scores
+from .evaluation import task_rows
 from .sizes import SizeSettings
 
 __all__ = ["n_jobs", "execute", "plot"]
@@ -29,18 +29,7 @@ def execute(ctx: Context) -> list[dict[str, Any]]:
     for fraction in ctx.settings.fractions:
         scores = method_scores(ctx, fraction)
         for method in METHODS:
-            for task in (*TASKS, "average"):
-                sc = scores[method][task]
-                rows.append(
-                    {
-                        "method": method,
-                        "fraction": float(fraction),
-                        "task": task,
-                        "psnr": sc["psnr"],
-                        "ssim": sc["ssim"],
-                        "n": int(sc["n"]),
-                    }
-                )
+            rows += task_rows(scores[method], {"method": method, "fraction": float(fraction)})
     return rows
 
 

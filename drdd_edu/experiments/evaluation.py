@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..data import AllInOne5
+from ..degradations import TASKS
 from ..diffusion import from_model_range, to_model_range
 from ..metrics import psnr, ssim
 from ..nn import ResidualDenoiser
@@ -33,6 +34,7 @@ __all__ = [
     "rddm_restorer",
     "drdd_restorer",
     "scores_summary",
+    "task_rows",
 ]
 
 Restorer = Callable[[Tensor, torch.Generator], Tensor]
@@ -172,3 +174,21 @@ def scores_summary(scores: dict[str, Any]) -> str:
         f"PSNR {a['psnr']:.2f} dB (input {a['psnr_in']:.2f}), "
         f"SSIM {a['ssim']:.4f} (input {a['ssim_in']:.4f})"
     )
+
+
+def task_rows(
+    scores: dict[str, dict[str, float]],
+    fixed: dict[str, Any],
+    metrics: Sequence[str] = ("psnr", "ssim"),
+) -> list[dict[str, Any]]:
+    """Table rows from :func:`evaluate_per_task` scores: one per task in ``TASKS`` order, then
+    ``"average"``; each is ``fixed`` (e.g. method, fraction), ``task``, ``metrics`` and ``n``."""
+    return [
+        {
+            **fixed,
+            "task": task,
+            **{m: scores[task][m] for m in metrics},
+            "n": int(scores[task]["n"]),
+        }
+        for task in (*TASKS, "average")
+    ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..degradations import TASKS
 from .context import Context
-from .evaluation import drdd_restorer
+from .evaluation import drdd_restorer, task_rows
 from .runs import residual_config
 from .sizes import SizeSettings
 
@@ -55,19 +55,7 @@ def execute(ctx: Context) -> list[dict[str, Any]]:
     points = [("test", 1.0, sig) for sig in s.sigmas_test]
     points += [("train", sig, sig) for sig in s.sigmas_train]
     for sweep, train_sigma, sigma in points:
-        scores = scores_at(train_sigma, sigma)
-        for task in (*TASKS, "average"):
-            sc = scores[task]
-            rows.append(
-                {
-                    "sweep": sweep,
-                    "sigma": float(sigma),
-                    "task": task,
-                    "psnr": sc["psnr"],
-                    "ssim": sc["ssim"],
-                    "n": int(sc["n"]),
-                }
-            )
+        rows += task_rows(scores_at(train_sigma, sigma), {"sweep": sweep, "sigma": float(sigma)})
     return rows
 
 
