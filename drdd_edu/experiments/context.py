@@ -14,7 +14,7 @@ from ..data import AllInOne5, build_all_in_one5
 from ..nn import ResidualDenoiser
 from ..schedules import Schedule
 from ..train import TrainConfig
-from .evaluation import Restorer, evaluate_per_task
+from .evaluation import Restorer, drdd_restorer, evaluate_per_task
 from .runs import RunRecord, ensure_run, load_run_model, noise_config
 from .sizes import SizeSettings
 
@@ -107,6 +107,21 @@ class Context:
         """The size's shared DRDD noise net (trained or reused) and its schedule."""
         cfg = noise_config(self.settings, self.seed, self.device)
         return self.model(self.ensure(cfg)), cfg.make_schedule()
+
+    def drdd(self, residual_cfg: TrainConfig, noise_strength: float) -> Restorer:
+        """DRDD's decoupled sampler at this size's step counts: the shared noise net (trained or
+        reused first), then ``residual_cfg``'s residual net, starting at noise strength σ."""
+        noise_model, noise_sch = self.noise_net()
+        s = self.settings
+        return drdd_restorer(
+            self.model(self.ensure(residual_cfg)),
+            noise_model,
+            residual_cfg.make_schedule(),
+            noise_sch,
+            s.drdd_residual_sampling_steps,
+            s.drdd_noise_sampling_steps,
+            noise_strength,
+        )
 
     def evaluate(
         self, restorer: Restorer, what: str, tasks: tuple[str, ...] | None = None

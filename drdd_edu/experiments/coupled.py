@@ -12,7 +12,7 @@ from typing import Any
 
 from ..degradations import TASKS
 from .context import Context
-from .evaluation import drdd_restorer, rddm_restorer, task_rows
+from .evaluation import rddm_restorer, task_rows
 from .runs import rddm_config, residual_config
 from .sizes import SizeSettings
 
@@ -29,20 +29,9 @@ def n_jobs(settings: SizeSettings) -> int:
 def method_scores(ctx: Context, fraction: float = 1.0) -> dict[str, dict[str, dict[str, float]]]:
     """Per-task scores of RDDM and DRDD (σ = 1) trained on ``fraction`` of the paired data."""
     s = ctx.settings
-    noise_model, noise_sch = ctx.noise_net()
-    res_cfg = residual_config(s, 1.0, fraction, ctx.seed, ctx.device)
-    res_model = ctx.model(ctx.ensure(res_cfg))
+    drdd = ctx.drdd(residual_config(s, 1.0, fraction, ctx.seed, ctx.device), 1.0)
     rddm_cfg = rddm_config(s, fraction, ctx.seed, ctx.device)
     rddm_model = ctx.model(ctx.ensure(rddm_cfg))
-    drdd = drdd_restorer(
-        res_model,
-        noise_model,
-        res_cfg.make_schedule(),
-        noise_sch,
-        s.drdd_residual_sampling_steps,
-        s.drdd_noise_sampling_steps,
-        1.0,
-    )
     rddm = rddm_restorer(rddm_model, rddm_cfg.make_schedule(), s.rddm_sampling_steps)
     return {
         "rddm": ctx.evaluate(rddm, f"rddm f={fraction:g}"),

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..degradations import TASKS
 from .context import Context
-from .evaluation import drdd_restorer, task_rows
+from .evaluation import task_rows
 from .runs import residual_config
 from .sizes import SizeSettings
 
@@ -34,19 +34,11 @@ def n_jobs(settings: SizeSettings) -> int:
 def execute(ctx: Context) -> list[dict[str, Any]]:
     """Run both sweeps; returns rows for every (sweep, σ, task)."""
     s = ctx.settings
-    noise_model, noise_sch = ctx.noise_net()
+    ctx.noise_net()  # the shared noise net first
 
     def scores_at(train_sigma: float, sample_sigma: float) -> dict[str, dict[str, float]]:
-        cfg = residual_config(s, train_sigma, 1.0, ctx.seed, ctx.device)
-        model = ctx.model(ctx.ensure(cfg))
-        restorer = drdd_restorer(
-            model,
-            noise_model,
-            cfg.make_schedule(),
-            noise_sch,
-            s.drdd_residual_sampling_steps,
-            s.drdd_noise_sampling_steps,
-            sample_sigma,
+        restorer = ctx.drdd(
+            residual_config(s, train_sigma, 1.0, ctx.seed, ctx.device), sample_sigma
         )
         return ctx.evaluate(restorer, f"σ_train={train_sigma:g} σ={sample_sigma:g}")
 
