@@ -285,7 +285,12 @@ def test_corrupt_latest_checkpoint_on_resume_raises(cache_dir, tmp_path):
 # ----------------------------------------------------------------------------- DDP
 
 
-def test_ddp_two_processes_match_one_process(cache_dir, tmp_path):
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"objective": "auto_res_noise", "schedule": "ddim"}],
+    ids=["pred_res_noise", "aosa"],
+)
+def test_ddp_two_processes_match_one_process(cache_dir, tmp_path, changes):
     """torchrun with 2 gloo ranks on CPU (global batch 4 = 2 × 2) ends where one process with
     batch 4 ends, up to the summation order of the gradient all-reduce.
 
@@ -294,9 +299,13 @@ def test_ddp_two_processes_match_one_process(cache_dir, tmp_path):
     error of up to ~0.1·lr; a small lr keeps the gap below 1e-6 while wrong sharding (other
     samples or noise) would move parameters by ~lr per step. The per-step losses (forward
     values, all-reduced over the ranks) are compared directly.
+
+    AOSA's λ lives outside DDP and has its gradient averaged by hand: Adam's normalised step
+    would hide a missing or unscaled average in λ itself, so λ's first moment (the running
+    mean of its gradients L_res − L_ε) is compared as well.
     """
     lr = 5e-6  # expected gap ≈ 3.5e-7
-    cfg = _cfg(cache_dir, steps=3, batch_size=4, lr=lr, log_every=1)
+    cfg = _cfg(cache_dir, steps=3, batch_size=4, lr=lr, log_every=1, **changes)
     toml = _write_toml(tmp_path / "ddp.toml", cfg)
     out = tmp_path / "ddp"
     res = subprocess.run(
@@ -321,6 +330,15 @@ def test_ddp_two_processes_match_one_process(cache_dir, tmp_path):
     for part, module in (("model", single.model), ("ema", single.ema)):
         for k, v in module.state_dict().items():
             torch.testing.assert_close(ck[part][k], v, rtol=0, atol=1e-6, msg=f"{part}.{k}")
+    if single.aosa_lambda is not None:
+        torch.testing.assert_close(ck["extra"]["aosa_lambda"], single.aosa_lambda.detach())
+        lam_state = single.optimizer.state[single.aosa_lambda]
+        lam_index = len(list(single.model.parameters()))  # λ's group follows the network's
+        ddp_avg = ck["optimizer"]["state"][lam_index]["exp_avg"]
+        # a missing all-reduce (rank 0's half batch) or a sum without the division differs
+        # by far more than the 1e-4 relative summation-order tolerance
+        assert lam_state["exp_avg"].abs() > 1e-4
+        torch.testing.assert_close(ddp_avg, lam_state["exp_avg"], rtol=1e-4, atol=0)
 
 
 # ----------------------------------------------------------------------------- CLI
