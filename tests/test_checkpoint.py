@@ -1,7 +1,9 @@
 """Checkpoints: round trip, weights-only loading, atomic writes, clear errors, rotation."""
 
 import json
+import os
 import random
+import stat
 
 import numpy as np
 import pytest
@@ -55,6 +57,19 @@ def test_round_trip(tmp_path):
     s1, s2 = opt.state_dict()["state"], opt2.state_dict()["state"]
     assert all(torch.equal(s1[i]["exp_avg"], s2[i]["exp_avg"]) for i in s1)
     assert out["extra"] == {"eval": {"psnr": 20.5}}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_file_mode_follows_the_umask(tmp_path, umask):
+    """A checkpoint is readable by whoever may read other new files (mkstemp alone gives 0600,
+    which hides shared-cluster runs from colleagues)."""
+    old = os.umask(umask)
+    try:
+        path = tmp_path / "ckpt_00000005.pt"
+        _save(path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
 def test_weights_only_loadable(tmp_path):
