@@ -20,7 +20,9 @@ Determinism: everything random in step ``k`` is a function of ``(seed, k)`` only
 indices come from a per-epoch permutation seeded by ``(seed, epoch)``, the flips, crops,
 timesteps and noise from a generator re-seeded by ``(seed, k)`` before each step. Together with
 the checkpointed model, EMA and optimiser state, a run resumed from a checkpoint ends with
-bit-identical weights to an uninterrupted run (CPU, same thread count). With ``WORLD_SIZE > 1``
+bit-identical weights to an uninterrupted run (CPU, same thread count). A run may be resumed on
+another device (CUDA ↔ CPU): it continues correctly, with a :class:`ResumeDeviceWarning` that
+its random stream, hence its weights, are no longer bit-identical. With ``WORLD_SIZE > 1``
 (torchrun) every rank draws the whole global batch's randomness and keeps its own slice, so the
 run optimises exactly the same objective as one process with the same global batch.
 
@@ -37,6 +39,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +70,7 @@ __all__ = [
     "DATASETS",
     "SCHEDULES",
     "RESUME_MUTABLE_KEYS",
+    "ResumeDeviceWarning",
     "TrainConfig",
     "load_config",
     "config_dir",
@@ -109,11 +113,16 @@ RESUME_MUTABLE_KEYS: frozenset[str] = frozenset(
         "compile",
         "name",
         "cache_dir",
+        "device",  # another device continues the same run (warned: not bit-identical)
     }
 )
 
 # stream ids for step_seed: independent random streams
 _STREAM_DATA, _STREAM_STEP, _STREAM_EVAL = 1, 2, 3
+
+
+class ResumeDeviceWarning(UserWarning):
+    """A run is resumed on another kind of device than the one that wrote its checkpoint."""
 
 
 # ----------------------------------------------------------------------------- config
@@ -800,6 +809,16 @@ class Trainer:
             with torch.no_grad():
                 self.aosa_lambda.copy_(torch.as_tensor(lam))
         ckpt_io.restore_rng_state(ck["rng"])
+        written_on = ck.get("extra", {}).get("device_type")
+        if written_on is not None and written_on != self.device.type:
+            warnings.warn(
+                f"resuming {path} (written on {written_on}) on {self.device.type}: the weights, "
+                "optimiser state and step carry over, but the random batches and noise now come "
+                f"from the {self.device.type} generator, so the run is no longer bit-identical to "
+                f"an uninterrupted run on {written_on}",
+                ResumeDeviceWarning,
+                stacklevel=3,
+            )
         self.step = int(ck["step"])
         self.last_eval = dict(ck.get("extra", {}).get("eval", {}))
         self.resumed_from = path
@@ -821,7 +840,11 @@ class Trainer:
         return path
 
     def _extra(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {"eval": dict(self.last_eval), "world_size": self.dist.world_size}
+        extra: dict[str, Any] = {
+            "eval": dict(self.last_eval),
+            "world_size": self.dist.world_size,
+            "device_type": self.device.type,  # resume elsewhere warns (ResumeDeviceWarning)
+        }
         if self.aosa_lambda is not None:  # exact: a float32 tensor, not a Python float
             extra["aosa_lambda"] = self.aosa_lambda.detach().clone().cpu()
         return extra

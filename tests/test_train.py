@@ -8,14 +8,22 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from small_training import SMALL_TRAIN, small_config, small_data
 
-from drdd_edu.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
+from drdd_edu.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from drdd_edu.train import (
+    ResumeDeviceWarning,
     TrainConfig,
     Trainer,
     batch_indices,
@@ -257,6 +265,37 @@ def test_in_process_resume_matches_and_checks_config(cache_dir, tmp_path):
         Trainer(_cfg(cache_dir, tmp_path / "b", steps=6, lr=5e-3), resume=True)
     with pytest.raises(FileExistsError, match="resume"):
         Trainer(_cfg(cache_dir, tmp_path / "b", steps=6))  # would mix two runs
+
+
+def test_resume_on_another_device_warns_and_continues(cache_dir, tmp_path):
+    """A run written on a GPU (simulated: its checkpoint's device fields rewritten to CUDA) is
+    resumed on the CPU: same weights, optimiser state and step, a ResumeDeviceWarning, and the
+    run goes on; resuming on the device that wrote it is silent."""
+    out = tmp_path / "run"
+    Trainer(_cfg(cache_dir, out, steps=2)).run()
+    path = latest_checkpoint(out / "checkpoints")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same device: no warning at all
+        Trainer(_cfg(cache_dir, out, steps=3), resume=True)
+    ck = load_checkpoint(path)
+    assert ck["extra"]["device_type"] == "cpu"
+    save_checkpoint(
+        path,
+        model=ck["model"],
+        ema=ck["ema"],
+        optimizer=ck["optimizer"],
+        step=ck["step"],
+        config={**ck["config_dict"], "device": "cuda"},
+        rng={**ck["rng"], "cuda": []},
+        extra={**ck["extra"], "device_type": "cuda"},
+    )
+    with pytest.warns(ResumeDeviceWarning, match="written on cuda.*on cpu.*bit-identical"):
+        resumed = Trainer(_cfg(cache_dir, out, steps=3, device="cpu"), resume=True)
+    assert resumed.step == 2
+    for k, v in resumed.model.state_dict().items():
+        assert torch.equal(v, ck["model"][k])
+    resumed.run()
+    assert latest_checkpoint(out / "checkpoints").name == "ckpt_00000003.pt"
 
 
 def test_corrupt_latest_checkpoint_on_resume_raises(cache_dir, tmp_path):
