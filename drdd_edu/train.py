@@ -1044,17 +1044,23 @@ class Trainer:
                     state["checkpoint"] = str(path)
             yield state
 
-    def run(self) -> dict[str, Any]:
-        """Drive :meth:`steps` to the end with a tqdm progress bar; returns the last state."""
+    def run(self, progress: bool | None = None, leave: bool = True) -> dict[str, Any]:
+        """Drive :meth:`steps` to the end with a tqdm progress bar; returns the last state.
+
+        ``progress`` shows the bar (default ``config.progress``; rank 0 only), ``leave`` keeps
+        it on screen when training ends (False for runs nested in a longer job's own bar).
+        """
         from tqdm.auto import tqdm
 
         cfg = self.config
+        show = cfg.progress if progress is None else progress
         bar = tqdm(
             total=cfg.steps,
             initial=self.step,
             desc=f"train {cfg.name}",
-            disable=not (cfg.progress and self.dist.is_main),
+            disable=not (show and self.dist.is_main),
             dynamic_ncols=True,
+            leave=leave,
         )
         last: dict[str, Any] = {"step": self.step}
         try:

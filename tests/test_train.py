@@ -199,6 +199,14 @@ def test_run_with_crops_and_warmup(cache_dir, tmp_path):
     assert last["step"] == 3
 
 
+def test_run_progress_bar_option(cache_dir, capsys):
+    """run() shows its bar per config.progress unless told otherwise (experiments nest it)."""
+    Trainer(_cfg(cache_dir, steps=2)).run()  # progress = False in the config
+    assert "train t" not in capsys.readouterr().err
+    last = Trainer(_cfg(cache_dir, steps=2)).run(progress=True, leave=False)
+    assert last["step"] == 2 and "train t" in capsys.readouterr().err
+
+
 def test_per_sample_crop():
     from drdd_edu.train import _crop
 

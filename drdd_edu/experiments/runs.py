@@ -175,20 +175,7 @@ def ensure_run(cfg: TrainConfig, run_dir: str | Path, progress: bool = False) ->
     if found is not None and found[0] == cfg.steps:
         return RunRecord(cfg.name, run_dir, found[1], cfg.steps, True, time.perf_counter() - t0)
     trainer = Trainer(cfg, resume=found is not None)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.steps, initial=trainer.step, desc=f"train {cfg.name}", leave=False)
-    try:
-        for state in trainer.steps():
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{state['loss']:.4f}", refresh=False)
-    finally:
-        if bar is not None:
-            bar.close()
-        trainer.close()
+    trainer.run(progress=progress, leave=False)  # a nested bar: the experiment has its own
     path = ckpt_io.checkpoint_path(run_dir / "checkpoints", cfg.steps)
     if not path.is_file():  # pragma: no cover - the trainer always saves the last step
         raise RuntimeError(f"training {cfg.name} ended without its final checkpoint {path}")
