@@ -69,6 +69,7 @@ __all__ = [
     "AMP_MODES",
     "DATASETS",
     "SCHEDULES",
+    "COMPILE_MODES",
     "RESUME_MUTABLE_KEYS",
     "ResumeDeviceWarning",
     "TrainConfig",
@@ -97,6 +98,14 @@ LOSSES: tuple[str, ...] = ("l1", "l2")
 AMP_MODES: tuple[str, ...] = ("auto", "bf16", "off")
 DATASETS: tuple[str, ...] = ("allinone5", "synthetic")
 SCHEDULES: tuple[str, ...] = ("rddm", "ddim")
+#: ``torch.compile`` modes: ``reduce-overhead`` adds CUDA graphs (GPU; a no-op on CPU),
+#: ``max-autotune`` also searches kernel configurations (slow to compile, GPU)
+COMPILE_MODES: tuple[str, ...] = (
+    "default",
+    "reduce-overhead",
+    "max-autotune",
+    "max-autotune-no-cudagraphs",
+)
 
 #: config keys that may change when a run is resumed (they do not change the optimisation)
 RESUME_MUTABLE_KEYS: frozenset[str] = frozenset(
@@ -111,6 +120,7 @@ RESUME_MUTABLE_KEYS: frozenset[str] = frozenset(
         "log_every",
         "progress",
         "compile",
+        "compile_mode",
         "name",
         "cache_dir",
         "device",  # another device continues the same run (warned: not bit-identical)
@@ -180,7 +190,8 @@ class TrainConfig:
         replaced by the config name); progress (tqdm bar).
     Hardware:
         device (``auto``/``cpu``/``cuda``/``cuda:1``…), amp (``auto``: bf16 on CUDA with bf16
-        support, else off; ``bf16``; ``off``), compile (``torch.compile``), channels_last.
+        support, else off; ``bf16``; ``off``), compile (``torch.compile`` the training
+        network), compile_mode (its ``mode``: :data:`COMPILE_MODES`), channels_last.
     """
 
     name: str = "custom"
@@ -232,6 +243,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"
     compile: bool = False
+    compile_mode: str = "default"
     channels_last: bool = False
 
     def __post_init__(self) -> None:
@@ -272,6 +284,7 @@ class TrainConfig:
         choice("amp", AMP_MODES)
         choice("dataset", DATASETS)
         choice("schedule", SCHEDULES)
+        choice("compile_mode", COMPILE_MODES)
         if self.stage == "rddm" and self.objective == "pred_noise" and self.schedule == "rddm":
             raise ValueError(
                 "objective 'pred_noise' (SM-N) cannot restore with the RDDM schedule: at "
@@ -771,7 +784,7 @@ class Trainer:
                 net, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         if cfg.compile:
-            net = torch.compile(net)  # type: ignore[assignment]
+            net = torch.compile(net, mode=cfg.compile_mode)  # type: ignore[assignment]
         self.net = net
         if self.dist.is_main and self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)

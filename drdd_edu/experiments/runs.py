@@ -44,7 +44,9 @@ __all__ = [
 
 #: config keys that may differ between a stored run and the wanted one (they do not change the
 #: trained weights: where the run lives, how it reports, which device ran it)
-IGNORED_KEYS: frozenset[str] = frozenset({"out_dir", "progress", "device", "cache_dir", "compile"})
+IGNORED_KEYS: frozenset[str] = frozenset(
+    {"out_dir", "progress", "device", "cache_dir", "compile", "compile_mode"}
+)
 
 
 class RunConfigMismatch(ValueError):
