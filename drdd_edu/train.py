@@ -73,6 +73,7 @@ __all__ = [
     "RESUME_MUTABLE_KEYS",
     "ResumeDeviceWarning",
     "TrainConfig",
+    "with_config_defaults",
     "load_config",
     "config_dir",
     "list_configs",
@@ -184,6 +185,10 @@ class TrainConfig:
         lr, betas, weight_decay, warmup_steps (linear warm-up), steps (total), grad_clip
         (0: off), loss (``l1``/``l2``), ema_decay and ema_warmup (decay
         min(ema_decay, (1 + k)/(10 + k)) at step k), seed.
+        aosa_lambda_lr_scale: AOSA's λ learns at ``lr × aosa_lambda_lr_scale`` (1: the same
+            optimiser step as the network, RDDM's setting; Adam then moves λ by ≈ that lr per
+            step whatever the size of ∂L/∂λ, so the threshold 0.01 is met after ≈ 0.01/lr steps —
+            a smaller scale lets the network learn before λ decides).
     Evaluation and output:
         eval_every (0: off), eval_images, sampling_steps; ckpt_every (0: only at the end),
         keep_last (0: keep all); log_every; out_dir ("" writes nothing; ``{name}`` is
@@ -230,6 +235,7 @@ class TrainConfig:
     ema_decay: float = 0.995
     ema_warmup: bool = True
     seed: int = 0
+    aosa_lambda_lr_scale: float = 1.0
     # evaluation / output
     eval_every: int = 0
     eval_images: int = 16
@@ -358,6 +364,7 @@ class TrainConfig:
         number("lr", 0.0, lo_open=True)
         number("weight_decay", 0.0)
         number("grad_clip", 0.0)
+        number("aosa_lambda_lr_scale", 0.0, lo_open=True)
         number("ema_decay", 0.0, 1.0)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
@@ -498,6 +505,17 @@ def config_dir() -> Path:
 def list_configs() -> list[str]:
     """Names of the bundled configs (without ``.toml``)."""
     return sorted(p.stem for p in config_dir().glob("*.toml"))
+
+
+def with_config_defaults(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored config dict with the keys added to :class:`TrainConfig` since it was written
+    (``tasks``, ``generation``, ``compile_mode``, ``aosa_lambda_lr_scale``, …) filled in with
+    their defaults — the behaviour the run had then — so it compares equal to today's config of
+    the same run. Unknown stored keys are kept (and so reported by a comparison)."""
+    defaults = TrainConfig().to_dict()
+    out = {k: stored.get(k, v) for k, v in defaults.items()}
+    out.update({k: v for k, v in stored.items() if k not in defaults})
+    return out
 
 
 def load_config(name_or_path: str | os.PathLike, **overrides: Any) -> TrainConfig:
@@ -801,11 +819,7 @@ class Trainer:
         if path is None:
             return  # nothing written yet: a fresh start is the correct resume
         ck = ckpt_io.load_checkpoint(path, map_location=self.device)
-        # keys added to TrainConfig after a checkpoint was written (tasks, generation) had
-        # their default behaviour then: compare with the defaults filled in
-        defaults = TrainConfig().to_dict()
-        stored = {k: ck["config_dict"].get(k, defaults[k]) for k in defaults}
-        stored.update({k: v for k, v in ck["config_dict"].items() if k not in defaults})
+        stored = with_config_defaults(ck["config_dict"])
         ckpt_io.check_config(stored, self.config.to_dict(), RESUME_MUTABLE_KEYS, path)
         try:
             self.model.load_state_dict(ck["model"])
@@ -998,6 +1012,8 @@ class Trainer:
         lr = self.lr_at(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if self.aosa_lambda is not None:  # λ's group (the last) may learn at its own rate
+            self.optimizer.param_groups[-1]["lr"] = lr * self.config.aosa_lambda_lr_scale
         self.net.train()
         terms = self.loss_terms(self.batch(step))
         loss = terms["loss"]

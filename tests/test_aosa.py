@@ -248,17 +248,44 @@ def test_lambda_checkpoint_round_trip_and_exact_resume(cache_dir, tmp_path):
 
 
 def test_checkpoints_from_before_the_new_keys_still_resume(cache_dir, tmp_path):
-    """A checkpoint whose stored config lacks ``tasks``/``generation`` (written before they
-    existed) resumes with their defaults, and only with them."""
+    """A checkpoint whose stored config lacks keys added later (``tasks``, ``generation``,
+    ``compile_mode``, ``aosa_lambda_lr_scale``) resumes with their defaults, and only with them;
+    the experiments' run reuse compares the same way."""
     out = tmp_path / "old"
     cfg = _cfg(cache_dir, out, objective="pred_res", schedule="rddm", steps=2)
     Trainer(cfg).run()
     path = out / "checkpoints" / "ckpt_00000002.pt"
     ck = torch.load(path, weights_only=True)
     stored = json.loads(ck["config"])
-    del stored["tasks"], stored["generation"]
+    del stored["tasks"], stored["generation"], stored["aosa_lambda_lr_scale"]
+    del stored["compile_mode"]
     ck["config"] = json.dumps(stored, sort_keys=True)
     torch.save(ck, path)
     assert Trainer(cfg.replace(steps=3), resume=True).step == 2
     with pytest.raises(CheckpointError, match="config mismatch.*tasks"):
         Trainer(cfg.replace(steps=3, tasks=("rain",)), resume=True)
+    with pytest.raises(CheckpointError, match="config mismatch.*aosa_lambda_lr_scale"):
+        Trainer(cfg.replace(steps=3, aosa_lambda_lr_scale=0.5), resume=True)
+    from drdd_edu.experiments.runs import RunConfigMismatch, _stored_config_check
+
+    assert _stored_config_check(out, cfg) == (2, path)
+    with pytest.raises(RunConfigMismatch, match="tasks"):
+        _stored_config_check(out, cfg.replace(tasks=("rain",)))
+
+
+@pytest.mark.parametrize("scale", [0.1, 0.01])
+def test_lambda_learning_rate_scale(cache_dir, scale):
+    """λ's own learning rate lr × aosa_lambda_lr_scale: Adam's first steps move a parameter by
+    ≈ its lr each (g/|g|), so after 3 steps |λ − ½| shrinks by the scale; the network's steps
+    keep the full lr."""
+    moves = {}
+    for s in (1.0, scale):
+        tr = Trainer(_cfg(cache_dir, steps=3, lr=1e-3, aosa_lambda_lr_scale=s))
+        states = list(tr.steps())
+        moves[s] = abs(states[-1]["lambda"] - 0.5)
+        assert tr.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+        assert tr.optimizer.param_groups[-1]["lr"] == pytest.approx(1e-3 * s)
+    assert moves[1.0] == pytest.approx(3e-3, rel=0.05)  # three steps of ≈ lr
+    assert moves[scale] / moves[1.0] == pytest.approx(scale, rel=0.05)
+    with pytest.raises(ValueError, match="aosa_lambda_lr_scale"):
+        _cfg(cache_dir, aosa_lambda_lr_scale=0.0)

@@ -27,7 +27,7 @@ import torch
 
 from .. import checkpoint as ckpt_io
 from ..nn import ResidualDenoiser
-from ..train import TrainConfig, Trainer, model_from_checkpoint
+from ..train import TrainConfig, Trainer, model_from_checkpoint, with_config_defaults
 from .sizes import SizeSettings
 
 __all__ = [
@@ -151,7 +151,7 @@ def _stored_config_check(run_dir: Path, cfg: TrainConfig) -> tuple[int, Path] | 
     if not found:
         return None
     step, path = found[-1]
-    stored = ckpt_io.load_checkpoint(path)["config_dict"]
+    stored = with_config_defaults(ckpt_io.load_checkpoint(path)["config_dict"])
     try:
         ckpt_io.check_config(stored, cfg.to_dict(), IGNORED_KEYS, path)
     except ckpt_io.CheckpointError as err:
