@@ -591,9 +591,10 @@ shutil.rmtree(tmp, ignore_errors=True)
 #    decomposition, but you can still estimate the gap at λ = ½.)
 # 2. **Per timestep.** Show from `bayes_errors` that $V_\text{res}(t) < V_\epsilon(t)$ iff
 #    $\gamma_t > \tfrac12$, and find the $t$ where the DDIM schedule crosses ½.
-# 3. **A slower λ.** Give λ a learning rate 100× smaller than the network's (a second optimiser
-#    for `trainer.aosa_lambda`) and rerun the generation selection for a few hundred steps. Does
-#    the choice change?
+# 3. **A slower λ.** Give λ a learning rate 100× smaller than the network's
+#    (`TrainConfig(aosa_lambda_lr_scale=0.01)`; λ's optimiser group then steps at lr × 0.01) and
+#    rerun the generation selection with enough `max_steps` for λ to reach the threshold (how many,
+#    by §5's closed form?). Does the choice change? Plot λ against the step for both scales.
 #
 # ### Graded exercises
 #
