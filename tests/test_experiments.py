@@ -142,6 +142,16 @@ def test_row_contents(smoke):
         assert hist[-1][1] == pytest.approx(r["lambda_final"])
         decided = abs(r["lambda_final"] - 0.5) >= SMOKE.aosa_threshold
         assert r["decided_at_step"] == (hist[-1][0] if decided else SMOKE.aosa_select_steps)
+        assert r["decided"] == decided
+        # the slow λ (lr × 0.01): Adam moves it by at most ≈ lr × scale per step, so in the
+        # smoke size's 30 steps it cannot reach the threshold; its side still names a choice
+        slow = aosa.meta["lambda_history_slow"][r["task"]]
+        assert slow[-1] == [r["decided_at_step_slow"], pytest.approx(r["lambda_final_slow"])]
+        bound = SMOKE.aosa_slow_select_steps * SMOKE.lr * SMOKE.aosa_slow_lambda_scale
+        assert abs(r["lambda_final_slow"] - 0.5) <= 1.1 * bound
+        assert not r["decided_slow"] and r["decided_at_step_slow"] == SMOKE.aosa_slow_select_steps
+        assert r["choice_slow"] == ("pred_res" if r["lambda_final_slow"] > 0.5 else "pred_noise")
+    assert aosa.meta["slow_lambda_scale"] == SMOKE.aosa_slow_lambda_scale
 
 
 def test_shared_networks_give_identical_scores(smoke):
@@ -333,3 +343,16 @@ def test_relative_figure_path_is_found_from_another_directory(smoke, tmp_path, m
     assert loaded.figure_path.read_bytes() == res.figure_path.read_bytes()
     monkeypatch.chdir(repo)  # from the root the stored relative path works as it is
     assert load_results("coupled", "smoke", "data/results").figure_path.is_file()
+
+
+def test_lambda_histories_are_thinned_for_the_results_file():
+    from drdd_edu.experiments.aosa_exp import MAX_HISTORY_POINTS, _thinned
+
+    short = [(k, 0.5 + k * 1e-4) for k in range(1, 31)]
+    assert _thinned(short) == [[k, v] for k, v in short]  # short histories stay whole
+    long = [(k, 0.5 - k * 1e-6) for k in range(1, 3001)]
+    pts = _thinned(long)
+    assert len(pts) <= MAX_HISTORY_POINTS + 1 and pts[0] == [1, long[0][1]]
+    assert pts[-1] == [3000, long[-1][1]]  # the final λ is always kept
+    assert [p[0] for p in pts] == sorted(p[0] for p in pts)
+    assert _thinned([]) == []

@@ -6,9 +6,16 @@ network is trained with the chosen objective (schedule ``ddim``, where both mode
 and scored on that task's stratified test patches. Generation has no paired target: its PSNR/SSIM
 are NaN and no second network is trained.
 
-Selections are cached in ``{runs_dir}/aosa-select_{task}_seed{seed}/selection.json`` together
-with their config (reused only when it matches). Rows:
-``{"task", "choice", "lambda_final", "decided_at_step", "psnr", "ssim"}``.
+A second, "slow λ" selection per row gives λ a learning rate ``aosa_slow_lambda_scale`` (0.01)
+times the network's (:attr:`~drdd_edu.train.TrainConfig.aosa_lambda_lr_scale`): with RDDM's
+shared learning rate Adam moves λ by ≈ lr per step, so the first selection decides within
+≈ threshold / lr steps on the untrained network's losses; the slow one decides after the network
+has learned for ≈ 100× longer. It only selects (no second training).
+
+Selections are cached in ``{runs_dir}/aosa-select[-slow]_{task}_seed{seed}/selection.json``
+together with their config (reused only when it matches). Rows:
+``{"task", "choice", "lambda_final", "decided_at_step", "decided", "psnr", "ssim",
+"choice_slow", "lambda_final_slow", "decided_at_step_slow", "decided_slow"}``.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 from ..aosa import AOSASelection, select_objective
 from ..checkpoint import CheckpointError, check_config
 from ..degradations import TASKS
-from ..train import TrainConfig
+from ..train import TrainConfig, with_config_defaults
 from .context import Context
 from .evaluation import rddm_restorer
 from .runs import IGNORED_KEYS, RunConfigMismatch, base_config
@@ -33,8 +40,8 @@ ROWS: tuple[str, ...] = (*TASKS, "generation")
 
 
 def n_jobs(settings: SizeSettings) -> int:
-    """Six selections, five trainings with the chosen objective, five evaluations."""
-    return len(ROWS) + 2 * len(TASKS)
+    """Six selections, six slow-λ selections, five trainings of the choice, five evaluations."""
+    return 2 * len(ROWS) + 2 * len(TASKS)
 
 
 def aosa_config(settings: SizeSettings, task: str, seed: int, device: str) -> TrainConfig:
@@ -66,7 +73,7 @@ def cached_selection(
     if path.is_file():
         stored = json.loads(path.read_text())
         try:
-            check_config(stored["config"], wanted, IGNORED_KEYS, path)
+            check_config(with_config_defaults(stored["config"]), wanted, IGNORED_KEYS, path)
         except CheckpointError as err:
             raise RunConfigMismatch(
                 f"{path} holds an AOSA selection made with a different config, so it is not "
@@ -82,33 +89,58 @@ def cached_selection(
     return selection, False
 
 
-def execute(ctx: Context) -> list[dict[str, Any]]:
-    """Select per task and for generation, train and score the chosen objective per task."""
+#: at most this many (step, λ) points per trajectory in the results' meta (the cached selection
+#: keeps every step)
+MAX_HISTORY_POINTS = 400
+
+
+def _thinned(history: list[tuple[int, float]]) -> list[list[float]]:
+    """Every k-th (step, λ) point, the last one always included (≤ MAX_HISTORY_POINTS + 1)."""
+    k = max(1, math.ceil(len(history) / MAX_HISTORY_POINTS))
+    pts = [[st, lam] for st, lam in history[::k]]
+    if history and pts[-1][0] != history[-1][0]:
+        pts.append([history[-1][0], history[-1][1]])
+    return pts
+
+
+def _select(ctx: Context, cfg: TrainConfig, task: str, kind: str, max_steps: int) -> AOSASelection:
+    """One cached selection of ``task`` (``kind`` "" or "-slow"), recorded in ``ctx``."""
     import time
 
+    t0 = time.perf_counter()
+    sel, reused = cached_selection(
+        cfg,
+        ctx.runs_dir / f"aosa-select{kind}_{task}_seed{ctx.seed}",
+        max_steps,
+        ctx.settings.aosa_threshold,
+        progress=False,
+    )
+    ctx.extra_runs.append(
+        {
+            "name": f"aosa-select{kind}_{task}",
+            "reused": reused,
+            "wall_s": time.perf_counter() - t0,
+            "steps": len(sel.lambda_history),
+        }
+    )
+    ctx.tick(f"AOSA{kind} {task}: {sel.choice}")
+    return sel
+
+
+def execute(ctx: Context) -> list[dict[str, Any]]:
+    """Select per task and for generation (at the shared and at the slow λ learning rate), train
+    and score the chosen objective per task."""
     s = ctx.settings
     rows = []
     histories: dict[str, list[list[float]]] = {}
+    histories_slow: dict[str, list[list[float]]] = {}
     for task in ROWS:
         cfg = aosa_config(s, task, ctx.seed, ctx.device)
-        t0 = time.perf_counter()
-        sel, reused = cached_selection(
-            cfg,
-            ctx.runs_dir / f"aosa-select_{task}_seed{ctx.seed}",
-            s.aosa_select_steps,
-            s.aosa_threshold,
-            progress=False,
-        )
-        ctx.extra_runs.append(
-            {
-                "name": f"aosa-select_{task}",
-                "reused": reused,
-                "wall_s": time.perf_counter() - t0,
-                "steps": len(sel.lambda_history),
-            }
-        )
-        ctx.tick(f"AOSA {task}: {sel.choice}")
-        histories[task] = [[st, lam] for st, lam in sel.lambda_history]
+        sel = _select(ctx, cfg, task, "", s.aosa_select_steps)
+        slow_cfg = cfg.replace(aosa_lambda_lr_scale=s.aosa_slow_lambda_scale)
+        slow = _select(ctx, slow_cfg, task, "-slow", s.aosa_slow_select_steps)
+        histories[task] = _thinned(sel.lambda_history)
+        histories_slow[task] = _thinned(slow.lambda_history)
         psnr = ssim = math.nan
         if task != "generation":
             final = cfg.replace(
@@ -124,45 +156,59 @@ def execute(ctx: Context) -> list[dict[str, Any]]:
                 "choice": sel.choice,
                 "lambda_final": float(sel.lambda_final),
                 "decided_at_step": int(sel.decided_at_step),
+                "decided": bool(sel.decided),
                 "psnr": float(psnr),
                 "ssim": float(ssim),
+                "choice_slow": slow.choice,
+                "lambda_final_slow": float(slow.lambda_final),
+                "decided_at_step_slow": int(slow.decided_at_step),
+                "decided_slow": bool(slow.decided),
             }
         )
     ctx.meta_extra["lambda_history"] = histories
+    ctx.meta_extra["lambda_history_slow"] = histories_slow
     ctx.meta_extra["threshold"] = s.aosa_threshold
+    ctx.meta_extra["slow_lambda_scale"] = s.aosa_slow_lambda_scale
     return rows
 
 
 def plot(rows: list[dict[str, Any]], meta: dict[str, Any], title: str) -> Any:
-    """λ against the step for every task and generation, the band |λ − ½| < threshold shaded,
-    each trajectory's choice written at its end."""
+    """λ against the step for every task and generation — left: λ at the network's learning
+    rate (RDDM), right: the slow λ — with the band |λ − ½| < threshold shaded and each
+    trajectory's choice written at its end."""
     import matplotlib.pyplot as plt
 
     thr = float(meta.get("threshold", 0.01))
-    hist = meta.get("lambda_history", {})
-    fig, ax = plt.subplots(figsize=(7.5, 4))
-    ax.axhspan(0.5 - thr, 0.5 + thr, color="gray", alpha=0.2, label=f"|λ − 0.5| < {thr:g}")
-    ax.axhline(0.5, color="gray", lw=0.8)
-    for i, row in enumerate(rows):
-        pts = hist.get(row["task"], [])
-        if not pts:
-            continue
-        steps, lams = zip(*pts, strict=True)
-        ls = "--" if row["task"] == "generation" else "-"
-        ax.plot(steps, lams, ls, color=f"C{i}", label=row["task"])
-        ax.annotate(
-            row["choice"],
-            (steps[-1], lams[-1]),
-            textcoords="offset points",
-            xytext=(4, 0),
-            fontsize=7,
-            color=f"C{i}",
-            va="center",
-        )
-    ax.set_xlabel("selection step")
-    ax.set_ylabel("λ (1: SM-Res, 0: SM-N)")
-    ax.legend(fontsize=7, loc="best")
-    ax.grid(alpha=0.3)
-    ax.set_title(title)
+    panels = [("lambda_history", "choice", "λ at the network's lr (RDDM)")]
+    if meta.get("lambda_history_slow"):
+        scale = meta.get("slow_lambda_scale", "?")
+        panels.append(("lambda_history_slow", "choice_slow", f"slow λ: lr × {scale}"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (key, choice_key, subtitle) in zip(axes[0], panels, strict=True):
+        hist = meta.get(key, {})
+        ax.axhspan(0.5 - thr, 0.5 + thr, color="gray", alpha=0.2, label=f"|λ − 0.5| < {thr:g}")
+        ax.axhline(0.5, color="gray", lw=0.8)
+        for i, row in enumerate(rows):
+            pts = hist.get(row["task"], [])
+            if not pts:
+                continue
+            steps, lams = zip(*pts, strict=True)
+            ls = "--" if row["task"] == "generation" else "-"
+            ax.plot(steps, lams, ls, color=f"C{i}", label=row["task"])
+            ax.annotate(
+                row.get(choice_key, "?"),
+                (steps[-1], lams[-1]),
+                textcoords="offset points",
+                xytext=(4, 0),
+                fontsize=7,
+                color=f"C{i}",
+                va="center",
+            )
+        ax.set_xlabel("selection step")
+        ax.set_ylabel("λ (1: SM-Res, 0: SM-N)")
+        ax.set_title(subtitle, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -28,7 +28,19 @@ ROW_KEYS: dict[str, tuple[str, ...]] = {
     "coupled": ("method", "task", "psnr", "ssim", "psnr_in", "ssim_in", "n"),
     "data-efficiency": ("method", "fraction", "task", "psnr", "ssim", "n"),
     "noise-sweep": ("sweep", "sigma", "task", "psnr", "ssim", "n"),
-    "aosa": ("task", "choice", "lambda_final", "decided_at_step", "psnr", "ssim"),
+    "aosa": (
+        "task",
+        "choice",
+        "lambda_final",
+        "decided_at_step",
+        "decided",
+        "psnr",
+        "ssim",
+        "choice_slow",
+        "lambda_final_slow",
+        "decided_at_step_slow",
+        "decided_slow",
+    ),
 }
 
 

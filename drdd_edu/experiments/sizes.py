@@ -38,7 +38,9 @@ class SizeSettings:
     Studies: ``fractions`` (data efficiency), ``sigmas_test`` (test-time noise strengths for the
     σ = 1 residual net), ``sigmas_train`` (residual nets trained and sampled at σ), AOSA's
     ``aosa_select_steps`` (cap of the selection phase), ``aosa_threshold`` (|λ − ½| that
-    decides) and ``aosa_steps`` (training with the chosen objective).
+    decides) and ``aosa_steps`` (training with the chosen objective); AOSA's second, "slow λ"
+    selection learns λ at lr × ``aosa_slow_lambda_scale`` for at most
+    ``aosa_slow_select_steps`` steps (enough for ≈ threshold / (lr × scale) steps).
     """
 
     name: str
@@ -60,6 +62,8 @@ class SizeSettings:
     aosa_select_steps: int = 300
     aosa_threshold: float = 0.01
     aosa_steps: int = 1200
+    aosa_slow_lambda_scale: float = 0.01
+    aosa_slow_select_steps: int = 3000
     amp: str = "off"
     requires_cuda: bool = False
     eval_batch_size: int = 64
@@ -99,6 +103,7 @@ _SIZES: dict[str, SizeSettings] = {
         aosa_select_steps=30,
         aosa_threshold=0.01,
         aosa_steps=20,
+        aosa_slow_select_steps=30,
     ),
     # a laptop CPU: tiny preset at 32², 1200 steps per DRDD network (~0.1–0.2 s per step)
     "cpu": SizeSettings(
@@ -129,6 +134,7 @@ _SIZES: dict[str, SizeSettings] = {
         n_per_task=48,
         aosa_select_steps=2000,
         aosa_steps=20000,
+        aosa_slow_select_steps=10000,
         amp="bf16",
         requires_cuda=True,
     ),
