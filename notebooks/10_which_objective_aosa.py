@@ -512,9 +512,13 @@ del tr, tr_h
 #
 # `drdd_edu.experiments` runs the selection for every All-in-One-5 task and for generation, trains
 # the chosen objective per task and scores it (rows: `task`, `choice`, `lambda_final`,
-# `decided_at_step`, `psnr`, `ssim`; PSNR/SSIM are NaN for generation, which has no paired
-# target). Shipped results are shown when present; at smoke size the experiment also runs here,
-# into temporary folders.
+# `decided_at_step`, `decided`, `psnr`, `ssim`; PSNR/SSIM are NaN for generation, which has no
+# paired target). It also repeats each selection with a *slow* λ — λ's learning rate 100× below
+# the network's (`aosa_lambda_lr_scale = 0.01`), so the network learns for ~100× longer before λ
+# can reach the threshold — in the columns `choice_slow`, `lambda_final_slow`,
+# `decided_at_step_slow`, `decided_slow` (a selection only: no second training). Shipped results
+# are shown when present; at smoke size the experiment also runs here, into temporary folders
+# (30 steps: the slow λ cannot decide, and its side is only a tendency).
 
 # %%
 from drdd_edu.experiments import load_results, run_experiment
@@ -529,6 +533,9 @@ def check_aosa_rows(rows: list[dict]) -> None:
         assert 0.0 <= r["lambda_final"] <= 1.0, r
         assert r["choice"] == ("pred_res" if r["lambda_final"] > 0.5 else "pred_noise"), r
         assert int(r["decided_at_step"]) >= 1, r
+        if "choice_slow" in r:
+            assert r["choice_slow"] == ("pred_res" if r["lambda_final_slow"] > 0.5 else "pred_noise")
+            assert int(r["decided_at_step_slow"]) >= 1, r
         if r["task"] == "generation":
             assert math.isnan(r["psnr"]) and math.isnan(r["ssim"]), r
         else:
@@ -539,9 +546,17 @@ def check_aosa_rows(rows: list[dict]) -> None:
 def show_aosa(rows: list[dict], label: str) -> None:
     print(f"{label}:")
     for r in rows:
+        slow = ""
+        if "choice_slow" in r:  # results written before the slow-λ selection lack it
+            undecided = "" if r["decided_slow"] else ", undecided"
+            slow = (
+                f" | slow λ: {r['choice_slow']:10s} λ {r['lambda_final_slow']:.4f} "
+                f"step {int(r['decided_at_step_slow'])}{undecided}"
+            )
         print(
             f"  {r['task']:10s} {r['choice']:10s} λ {r['lambda_final']:.4f} "
             f"step {int(r['decided_at_step']):5d}  PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}"
+            + slow
         )
 
 
