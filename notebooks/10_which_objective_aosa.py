@@ -596,8 +596,11 @@ shutil.rmtree(tmp, ignore_errors=True)
 # **Reading it.** Whatever the table says at this size, keep in mind what §5 showed: with Adam and
 # a 0.01 threshold the decision is made within a few dozen steps, i.e. on the untrained network's
 # losses; the ideal-network argument of §4 applies only once the network approximates the
-# posterior means. A fairer selection would give λ a smaller learning rate than the network (or
-# decide on losses averaged after some training) — Exercise 3.
+# posterior means. A fairer selection gives λ a smaller learning rate than the network (or
+# decides on losses averaged after some training): that is the slow-λ columns. In the shipped
+# `cpu`-size results the slow λ keeps SM-Res for every restoration task and turns to SM-N for
+# generation — §4's ideal-network prediction and RDDM's reported split. Exercise 3 asks you to
+# reproduce it and look at the trajectories.
 #
 # ## Exercises
 #
