@@ -569,6 +569,10 @@ if shipped is not None:
     check_aosa_rows(shipped.rows)
     show_aosa(shipped.rows, f"shipped {shipped.size}-size results ({shipped.csv_path.name})")
     print("reproduce with:", shipped.meta.get("command", "?"))
+    if shipped.size == "cpu" and "choice_slow" in shipped.rows[0]:
+        # the claim of the reading below: the slow λ splits restoration and generation
+        slow = {r["task"]: r["choice_slow"] for r in shipped.rows if r["decided_slow"]}
+        assert slow == {**{t: "pred_res" for t in TASKS}, "generation": "pred_noise"}, slow
 else:
     print("no shipped AOSA results in data/results/")
 
