@@ -66,24 +66,25 @@ run_bench() {  # $1 = file suffix, rest = extra bench arguments
 }
 
 check() {
+  local failed=0 run
   echo "== environment: $(date -u +%FT%TZ)"
-  $py -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.version.cuda)"
+  $py -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.version.cuda)" ||
+    failed=1
   if [ "$device" != cpu ]; then nvidia-smi || true; fi
   echo "== CUDA-only tests (skipped on a CPU)"
-  $py -m pytest -q --noconftest -p no:cacheprovider -k "gpu" \
-    tests/test_degradations.py tests/test_metrics.py
+  # -o addopts=: the project's pytest options name nbval, which a GPU image need not have
+  $py -m pytest -q -o addopts= --noconftest -p no:cacheprovider -k "gpu" \
+    tests/test_degradations.py tests/test_metrics.py || failed=1
   echo "== a short real training run on $device: checkpoint, resume, evaluate"
-  local run
   run=$(mktemp -d)
   $py -m drdd_edu.train_cli train --config tiny-cpu --device "$device" --steps 20 \
     --out "$run" --no-progress &&
     $py -m drdd_edu.train_cli train --config tiny-cpu --device "$device" --steps 30 \
       --out "$run" --no-progress --resume &&
     $py -m drdd_edu.train_cli evaluate --checkpoint "$run/checkpoints/ckpt_00000030.pt" \
-      --device "$device" --n 16 --steps 2
-  local rc=$?
+      --device "$device" --n 16 --steps 2 || failed=1
   rm -rf "$run"
-  return $rc
+  return $failed
 }
 
 status=0

@@ -12,10 +12,12 @@ SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"
 TINY = "--preset tiny --size 16 --batch 2 --steps 1 --warmup 0 --sampling-steps 1"
 
 
-def _run(out: Path, *steps: str, bench_args: str = TINY) -> subprocess.CompletedProcess:
+def _run(
+    out: Path, *steps: str, bench_args: str = TINY, device: str = "cpu"
+) -> subprocess.CompletedProcess:
     env = dict(
         os.environ,
-        DEVICE="cpu",
+        DEVICE=device,
         PYTHON=sys.executable,
         BENCH_ARGS=bench_args,
         OMP_NUM_THREADS="1",
@@ -47,3 +49,8 @@ def test_failures_are_reported(tmp_path):
     res = _run(tmp_path, "eager", bench_args="--preset huge")
     assert res.returncode != 0
     assert "unknown preset 'huge'" in (tmp_path / "gpu_session.log").read_text()
+    # a failing part of `check` (here the training run, on a device that does not exist) fails
+    # the step even though later commands of the step run
+    res = _run(tmp_path / "check", "check", device="tpu")
+    log = (tmp_path / "check" / "gpu_session.log").read_text()
+    assert res.returncode == 1 and "== step check: exit 1" in log and "device" in log
