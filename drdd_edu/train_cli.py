@@ -131,6 +131,7 @@ def dispatch(args: argparse.Namespace) -> int | None:
             CheckpointError,
             FileExistsError,
             FileNotFoundError,
+            FloatingPointError,  # a diverged training run (its last checkpoint is kept)
             ValueError,
         )
         if command == "experiment":  # e.g. the GPU size on a machine without CUDA

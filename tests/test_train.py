@@ -307,6 +307,21 @@ def test_resume_on_another_device_warns_and_continues(cache_dir, tmp_path):
     assert latest_checkpoint(out / "checkpoints").name == "ckpt_00000003.pt"
 
 
+def test_a_diverged_run_stops_with_a_clear_error_and_keeps_its_checkpoint(cache_dir, tmp_path):
+    """A non-finite loss stops training at once (FloatingPointError naming the step and what to
+    try), before anything is checkpointed: the last good checkpoint stays the latest."""
+    out = tmp_path / "run"
+    Trainer(_cfg(cache_dir, out, steps=2)).run()
+    good = latest_checkpoint(out / "checkpoints")
+    tr = Trainer(_cfg(cache_dir, out, steps=4), resume=True)
+    with torch.no_grad():  # weights blown up by an earlier step, as a diverging run's are
+        next(tr.model.parameters()).fill_(float("inf"))
+    with pytest.raises(FloatingPointError, match="loss is nan at step 2.*lower lr"):
+        tr.run()
+    assert latest_checkpoint(out / "checkpoints") == good
+    assert load_checkpoint(good)["step"] == 2
+
+
 def test_corrupt_latest_checkpoint_on_resume_raises(cache_dir, tmp_path):
     out = tmp_path / "run"
     Trainer(_cfg(cache_dir, out, steps=4, ckpt_every=2)).run()
