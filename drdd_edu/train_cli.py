@@ -234,10 +234,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     noise_model = noise_cfg = None
     if args.noise_checkpoint is not None:
         if cfg.stage != "drdd_residual":
-            raise SystemExit("--noise-checkpoint needs a drdd_residual --checkpoint")
+            raise ValueError(
+                f"--noise-checkpoint needs a drdd_residual --checkpoint; {args.checkpoint} is a "
+                f"{cfg.stage} checkpoint"
+            )
         noise_model, noise_cfg, _ = model_from_checkpoint(args.noise_checkpoint, device=device)
         if noise_cfg.stage != "drdd_noise":
-            raise SystemExit(f"{args.noise_checkpoint} is not a drdd_noise checkpoint")
+            raise ValueError(
+                f"--noise-checkpoint {args.noise_checkpoint} is a {noise_cfg.stage} checkpoint, "
+                "not a drdd_noise one"
+            )
     test = _test_source(cfg)
     metrics = evaluate_model(
         model,

@@ -4,6 +4,7 @@ corrupt checkpoints on resume, and the train/sample/evaluate/bench commands."""
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -529,6 +530,15 @@ def test_drdd_two_stage_evaluate(cache_dir, tmp_path, capsys):
         == 0
     )
     assert "drdd_residual" in capsys.readouterr().out
+    res_ck, noise_ck = (str(latest_checkpoint(d / "checkpoints")) for d in (res_dir, noise_dir))
+    for residual, noise, message in (
+        (noise_ck, noise_ck, "needs a drdd_residual --checkpoint.*drdd_noise checkpoint"),
+        (res_ck, res_ck, "is a drdd_residual checkpoint, not a drdd_noise one"),
+    ):  # swapped or repeated files: one clear line, exit status 2
+        args = ["evaluate", "--checkpoint", residual, "--noise-checkpoint", noise]
+        assert main([*args, "--n", "2", "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert re.search(message, err) and "Traceback" not in err, err
 
 
 def test_add_commands_and_dispatch():
