@@ -147,6 +147,31 @@ def test_bad_input_shapes_raise_clear_errors():
         UNet(3, 3, dim=12, dim_mults=(1, 2))
 
 
+def test_unet_used_directly_checks_its_inputs():
+    """The bare UNet (as researchers plug it into their own code) names each bad input."""
+    net = UNet(3, 3, dim=16, dim_mults=(1, 2), condition_channels=3, resnet_blocks=1)
+    x, cond, t = torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8), torch.tensor([1, 2])
+    assert net(x, t, cond).shape == (2, 3, 8, 8)
+    assert net(x, torch.tensor(5), cond).shape == (2, 3, 8, 8)  # a 0-d time broadcasts
+    assert net(x, t[:, None], cond).shape == (2, 3, 8, 8)  # (B, 1) is read as (B,)
+    cases = [
+        ((x.numpy(), t, cond), ValueError, r"shape \(B, C, H, W\), got ndarray"),
+        ((x[0], t, cond), ValueError, r"shape \(B, C, H, W\), got \(3, 8, 8\)"),
+        ((x[:, :2], t, cond), ValueError, "expects 3 input channels, got 2"),
+        ((x[..., :7], t, cond[..., :7]), ValueError, "divisible by .* got 8×7"),
+        ((x, t, None), ValueError, "needs a 3-channel cond input"),
+        ((x, t, cond[:1]), ValueError, r"cond must have shape \(2, 3, 8, 8\), got \(1, 3, 8, 8\)"),
+        ((x, [1, 2], cond), TypeError, "time must be a tensor, got list"),
+        ((x, torch.tensor([1, 2, 3]), cond), ValueError, r"time must have shape \(2,\)"),
+    ]
+    for args, err, match in cases:
+        with pytest.raises(err, match=match):
+            net(*args)
+    plain = UNet(3, 3, dim=16, dim_mults=(1, 2), resnet_blocks=1)
+    with pytest.raises(ValueError, match="condition_channels=0 but got a cond input"):
+        plain(x, t, cond)
+
+
 def test_scalar_and_int_timesteps_broadcast():
     model = _tiny(objective="pred_res")
     x_t, x_in = _batch()
