@@ -297,3 +297,25 @@ def test_dataset_ideal_predictor():
     out = sample(DatasetIdealPredictor(data).on_schedule(sch), zeros, sch, 200, generator=g)
     nearest = torch.cdist(out.flatten(1), data.flatten(1).double()).min(1).values
     assert nearest.max() < 1e-2
+
+
+def test_bad_sampler_arguments_name_the_problem():
+    sch = rddm_schedule(1000)
+    x0, x_in = _images()
+    model = OraclePredictor(x0, "res_noise").on_schedule(sch)
+    with pytest.raises(ValueError, match="eta_convention must be 'rddm' or 'ddim', got 'ddpm'"):
+        sample(model, x_in, sch, 5, eta_convention="ddpm")
+    with pytest.raises(ValueError, match="T must be a positive int"):
+        timestep_pairs(0, 5)
+    with pytest.raises(TypeError, match="steps must be an int, got float"):
+        timestep_pairs(1000, 5.0)
+    with pytest.raises(ValueError, match="exceeds the 1000 timesteps"):
+        timestep_pairs(1000, 1001)
+    with pytest.raises(ValueError, match="order must be one of"):
+        removal_path(sch, 4, order="backwards")
+    with pytest.raises(ValueError, match=r"path must have shape \(N\+1, 2\)"):
+        sample_path(lambda *a: None, x_in, torch.zeros(1, 2))
+    noise_sch = rddm_schedule(1000, 1.0)
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="noise_strength must be a finite number > 0"):
+            sample_drdd(lambda x, t, c: x, lambda x, t: x, x_in, sch, noise_sch, noise_strength=bad)
