@@ -188,6 +188,7 @@ def plot(rows: list[dict[str, Any]], meta: dict[str, Any], title: str) -> Any:
         hist = meta.get(key, {})
         ax.axhspan(0.5 - thr, 0.5 + thr, color="gray", alpha=0.2, label=f"|λ − 0.5| < {thr:g}")
         ax.axhline(0.5, color="gray", lw=0.8)
+        ends: dict[str, list[tuple[float, float]]] = {}  # choice → trajectory end points
         for i, row in enumerate(rows):
             pts = hist.get(row["task"], [])
             if not pts:
@@ -195,15 +196,12 @@ def plot(rows: list[dict[str, Any]], meta: dict[str, Any], title: str) -> Any:
             steps, lams = zip(*pts, strict=True)
             ls = "--" if row["task"] == "generation" else "-"
             ax.plot(steps, lams, ls, color=f"C{i}", label=row["task"])
-            ax.annotate(
-                row.get(choice_key, "?"),
-                (steps[-1], lams[-1]),
-                textcoords="offset points",
-                xytext=(4, 0),
-                fontsize=7,
-                color=f"C{i}",
-                va="center",
-            )
+            ends.setdefault(str(row.get(choice_key, "?")), []).append((steps[-1], lams[-1]))
+        for choice, pts_end in ends.items():  # one label per choice, at its trajectories' ends
+            x = max(p[0] for p in pts_end)
+            y = sum(p[1] for p in pts_end) / len(pts_end)
+            label = choice if len(pts_end) == 1 else f"{choice} ({len(pts_end)})"
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 0), fontsize=7)
         ax.set_xlabel("selection step")
         ax.set_ylabel("λ (1: SM-Res, 0: SM-N)")
         ax.set_title(subtitle, fontsize=9)
