@@ -322,6 +322,27 @@ def test_load_results_round_trip(smoke, name, tmp_path):
     assert load_results(name, "smoke", tmp_path) is None
 
 
+def test_a_second_seed_gets_its_own_files(smoke):
+    """``--seed 1`` writes NAME-SIZE-seed1.* beside the seed-0 results instead of over them,
+    trains its own networks (other weights, so other scores), and loads by seed."""
+    results, dirs = smoke
+    seed0 = results["coupled"]
+    before = seed0.json_path.read_bytes()
+    res = run_experiment("coupled", "smoke", progress=False, device="cpu", seed=1, **dirs)
+    assert res.json_path.name == "coupled-smoke-seed1.json"
+    assert res.csv_path.name == "coupled-smoke-seed1.csv"
+    assert res.figure_path.name == "exp_coupled-smoke-seed1.png" and res.figure_path.is_file()
+    assert seed0.json_path.read_bytes() == before  # seed 0 untouched
+    assert "--seed 1" in res.meta["command"]
+    assert all(r["name"].endswith("_seed1") and not r["reused"] for r in res.meta["runs"])
+    loaded = load_results("coupled", "smoke", dirs["results_dir"], seed=1)
+    assert loaded.seed == 1 and loaded.rows == json.loads(json.dumps(res.rows))
+    assert [r["psnr"] for r in loaded.rows] != [r["psnr"] for r in seed0.rows]
+    assert load_results("coupled", "smoke", dirs["results_dir"], seed=2) is None
+    with pytest.raises(ValueError, match="seed must be an int ≥ 0"):
+        load_results("coupled", "smoke", dirs["results_dir"], seed=-1)
+
+
 def test_relative_figure_path_is_found_from_another_directory(smoke, tmp_path, monkeypatch):
     # committed results store the figure relative to the repository root: data/results/… and
     # figures/…; a notebook running in notebooks/ must still find the figure

@@ -55,16 +55,28 @@ class ExperimentResult:
     csv_path: Path | None = None
     json_path: Path | None = None
     figure_path: Path | None = None
+    seed: int = 0
 
 
-def result_paths(name: str, size: str, results_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """(csv path, json path) of an experiment's results."""
-    base = Path(results_dir) / f"{name}-{size}"
+def _stem(name: str, size: str, seed: int) -> str:
+    """``NAME-SIZE`` for seed 0 (the shipped results), ``NAME-SIZE-seedN`` for other seeds, so a
+    second seed never overwrites the first."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int ≥ 0, got {seed!r}")
+    return f"{name}-{size}" + (f"-seed{seed}" if seed else "")
+
+
+def result_paths(
+    name: str, size: str, results_dir: str | os.PathLike, seed: int = 0
+) -> tuple[Path, Path]:
+    """(csv path, json path) of an experiment's results: ``{results_dir}/NAME-SIZE[-seedN]``."""
+    base = Path(results_dir) / _stem(name, size, seed)
     return base.with_suffix(".csv"), base.with_suffix(".json")
 
 
-def figure_path(name: str, size: str, figures_dir: str | os.PathLike | None) -> Path:
-    """``{figures_dir or $DRDD_EDU_FIGURES or figures/}/exp_{name}-{size}.png`` (folder made)."""
+def figure_path(name: str, size: str, figures_dir: str | os.PathLike | None, seed: int = 0) -> Path:
+    """``{figures_dir or $DRDD_EDU_FIGURES or figures/}/exp_NAME-SIZE[-seedN].png`` (folder
+    made)."""
     if figures_dir is None:
         from ..notebook import figures_dir as default_figures_dir
 
@@ -72,12 +84,12 @@ def figure_path(name: str, size: str, figures_dir: str | os.PathLike | None) -> 
     else:
         folder = Path(figures_dir)
         folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"exp_{name}-{size}.png"
+    return folder / f"exp_{_stem(name, size, seed)}.png"
 
 
 def write_results(result: ExperimentResult, results_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``result``'s rows to CSV and rows + meta to JSON; returns the two paths."""
-    csv_path, json_path = result_paths(result.name, result.size, results_dir)
+    csv_path, json_path = result_paths(result.name, result.size, results_dir, result.seed)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     keys = ROW_KEYS[result.name]
     for row in result.rows:
@@ -92,9 +104,12 @@ def write_results(result: ExperimentResult, results_dir: str | os.PathLike) -> t
     return csv_path, json_path
 
 
-def read_results(name: str, size: str, results_dir: str | os.PathLike) -> ExperimentResult | None:
-    """The stored result of ``name`` at ``size``, or None when its JSON file is absent."""
-    csv_path, json_path = result_paths(name, size, results_dir)
+def read_results(
+    name: str, size: str, results_dir: str | os.PathLike, seed: int = 0
+) -> ExperimentResult | None:
+    """The stored result of ``name`` at ``size`` and ``seed``, or None when its JSON file is
+    absent."""
+    csv_path, json_path = result_paths(name, size, results_dir, seed)
     if not json_path.is_file():
         return None
     try:
@@ -116,4 +131,5 @@ def read_results(name: str, size: str, results_dir: str | os.PathLike) -> Experi
         csv_path=csv_path if csv_path.is_file() else None,
         json_path=json_path,
         figure_path=Path(fig) if fig else None,
+        seed=seed,
     )

@@ -53,7 +53,8 @@ def run_experiment(
     reused, other configs in a run folder raise
     :class:`~drdd_edu.experiments.runs.RunConfigMismatch`. Results go to
     ``{results_dir}/{name}-{size}.csv`` and ``.json``, the figure to
-    ``{figures_dir or $DRDD_EDU_FIGURES or figures/}/exp_{name}-{size}.png``.
+    ``{figures_dir or $DRDD_EDU_FIGURES or figures/}/exp_{name}-{size}.png``; a seed other than
+    0 adds ``-seed{seed}`` to these names (the seed-0 files stay as they are).
 
     Raises:
         ValueError: unknown name/size or bad seed; RuntimeError: ``full`` without CUDA.
@@ -76,7 +77,7 @@ def run_experiment(
     )
     with ctx:
         rows = module.execute(ctx)
-    fig_path = figure_path(name, size, figures_dir)
+    fig_path = figure_path(name, size, figures_dir, seed)
     meta: dict[str, Any] = {
         "experiment": name,
         "size": size,
@@ -98,17 +99,17 @@ def run_experiment(
     fig = module.plot(rows, meta, _title(name, size))
     _save(fig, fig_path)
     meta["wall_s"] = time.perf_counter() - t0
-    result = ExperimentResult(name, size, rows, meta, figure_path=fig_path)
+    result = ExperimentResult(name, size, rows, meta, figure_path=fig_path, seed=seed)
     result.csv_path, result.json_path = write_results(result, results_dir)
     return result
 
 
 def load_results(
-    name: str, size: str, results_dir: str | os.PathLike = "data/results"
+    name: str, size: str, results_dir: str | os.PathLike = "data/results", seed: int = 0
 ) -> ExperimentResult | None:
-    """The stored result of ``name`` at ``size`` (None when it has not been run)."""
+    """The stored result of ``name`` at ``size`` and ``seed`` (None when it has not been run)."""
     check_name(name, size)
-    return read_results(name, size, results_dir)
+    return read_results(name, size, results_dir, seed)
 
 
 _TITLES = {
