@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -455,6 +456,10 @@ def test_bench_cli_errors_are_one_line(capsys):
     assert "unknown compile_mode 'fastest'" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(
+    not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")),
+    reason="torch.compile on CPU (inductor) needs a C++ compiler",
+)
 def test_compiled_training_and_sampling_match_eager(cache_dir, tmp_path):
     """``compile = true`` (the full-gpu config's setting) run on CPU through inductor: the same
     losses and weights as eager up to float rounding, checkpoints with the raw network's keys
