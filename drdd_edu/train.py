@@ -829,14 +829,15 @@ class Trainer:
             raise ckpt_io.CheckpointError(
                 f"checkpoint {path} does not fit this model/optimizer: {err}"
             ) from err
+        extra = ck.get("extra", {})
         if self.aosa_lambda is not None:
-            lam = ck.get("extra", {}).get("aosa_lambda")
+            lam = extra.get("aosa_lambda")
             if lam is None:
                 raise ckpt_io.CheckpointError(f"checkpoint {path} lacks AOSA's λ (aosa_lambda)")
             with torch.no_grad():
                 self.aosa_lambda.copy_(torch.as_tensor(lam))
         ckpt_io.restore_rng_state(ck["rng"])
-        written_on = ck.get("extra", {}).get("device_type")
+        written_on = extra.get("device_type")
         if written_on is not None and written_on != self.device.type:
             warnings.warn(
                 f"resuming {path} (written on {written_on}) on {self.device.type}: the weights, "
@@ -847,7 +848,7 @@ class Trainer:
                 stacklevel=3,
             )
         self.step = int(ck["step"])
-        self.last_eval = dict(ck.get("extra", {}).get("eval", {}))
+        self.last_eval = dict(extra.get("eval", {}))
         self.resumed_from = path
 
     def save(self) -> Path | None:

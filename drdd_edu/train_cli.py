@@ -457,7 +457,7 @@ def _time_sampling(tr: Any, sampling_steps: int, repeats: int, sync: Any) -> flo
     x_in = x_in * 2 - 1
     if cfg.channels_last:
         x_in = x_in.contiguous(memory_format=torch.channels_last)
-    schedule, model = cfg.make_schedule(), sampling_model(tr)
+    schedule, model = tr.schedule, sampling_model(tr)
 
     def once() -> None:
         with torch.no_grad(), tr._autocast():

@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from ..aosa import AOSASelection, select_objective
-from ..checkpoint import CheckpointError, check_config
 from ..degradations import TASKS
-from ..train import TrainConfig, with_config_defaults
+from ..train import TrainConfig
 from .context import Context
 from .evaluation import rddm_restorer
-from .runs import IGNORED_KEYS, RunConfigMismatch, base_config
+from .runs import base_config, check_stored_config
 from .sizes import SizeSettings
 
 __all__ = ["n_jobs", "execute", "plot", "aosa_config", "cached_selection"]
@@ -72,13 +71,13 @@ def cached_selection(
     wanted = {**cfg.to_dict(), "max_select_steps": max_steps, "threshold": threshold}
     if path.is_file():
         stored = json.loads(path.read_text())
-        try:
-            check_config(with_config_defaults(stored["config"]), wanted, IGNORED_KEYS, path)
-        except CheckpointError as err:
-            raise RunConfigMismatch(
-                f"{path} holds an AOSA selection made with a different config, so it is not "
-                f"reused: {err}. Delete {folder} (or pick another runs_dir) to redo it."
-            ) from None
+        check_stored_config(
+            stored["config"],
+            wanted,
+            path,
+            what=f"{path} holds an AOSA selection made with a different config",
+            redo=f"Delete {folder} (or pick another runs_dir) to redo it.",
+        )
         sel = dict(stored["selection"])
         sel["lambda_history"] = [(int(s), float(v)) for s, v in sel["lambda_history"]]
         return AOSASelection(**sel), True

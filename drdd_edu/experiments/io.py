@@ -17,6 +17,7 @@ from typing import Any
 __all__ = [
     "ROW_KEYS",
     "ExperimentResult",
+    "check_seed",
     "result_paths",
     "figure_path",
     "write_results",
@@ -58,11 +59,16 @@ class ExperimentResult:
     seed: int = 0
 
 
+def check_seed(seed: object) -> None:
+    """Raise ``ValueError`` unless ``seed`` is an int ≥ 0 (bools refused)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int ≥ 0, got {seed!r}")
+
+
 def _stem(name: str, size: str, seed: int) -> str:
     """``NAME-SIZE`` for seed 0 (the shipped results), ``NAME-SIZE-seedN`` for other seeds, so a
     second seed never overwrites the first."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int ≥ 0, got {seed!r}")
+    check_seed(seed)
     return f"{name}-{size}" + (f"-seed{seed}" if seed else "")
 
 

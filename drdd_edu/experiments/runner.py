@@ -14,7 +14,7 @@ import torch
 
 from . import aosa_exp, coupled, data_efficiency, noise_sweep
 from .context import Context
-from .io import ExperimentResult, figure_path, read_results, write_results
+from .io import ExperimentResult, check_seed, figure_path, read_results, write_results
 from .sizes import SIZES, get_size, resolve_device_for
 
 __all__ = ["EXPERIMENTS", "run_experiment", "load_results", "check_name"]
@@ -60,8 +60,7 @@ def run_experiment(
         ValueError: unknown name/size or bad seed; RuntimeError: ``full`` without CUDA.
     """
     check_name(name, size)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int ≥ 0, got {seed!r}")
+    check_seed(seed)
     settings = get_size(size)
     dev = resolve_device_for(settings, device)
     module = _MODULES[name]

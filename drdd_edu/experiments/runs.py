@@ -19,6 +19,7 @@ Networks (SPEC, "The experiments API"; DRDD §3, RDDM §3):
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "IGNORED_KEYS",
     "RunConfigMismatch",
     "RunRecord",
+    "check_stored_config",
     "base_config",
     "noise_config",
     "residual_config",
@@ -143,6 +145,19 @@ def rddm_config(settings: SizeSettings, fraction: float, seed: int, device: str)
     return _with_steps(cfg, settings.rddm_steps)
 
 
+def check_stored_config(
+    stored: Mapping[str, Any], wanted: Mapping[str, Any], path: Path, what: str, redo: str
+) -> None:
+    """Raise :class:`RunConfigMismatch` ("``what``, so it is not reused: <the differing keys>.
+    ``redo``") unless the config stored at ``path`` — with the keys added since it was written
+    filled in by their defaults — equals ``wanted`` outside :data:`IGNORED_KEYS`. Serves the
+    trained runs' checkpoints and the cached AOSA selections alike."""
+    try:
+        ckpt_io.check_config(with_config_defaults(stored), wanted, IGNORED_KEYS, path)
+    except ckpt_io.CheckpointError as err:
+        raise RunConfigMismatch(f"{what}, so it is not reused: {err}. {redo}") from None
+
+
 def _stored_config_check(run_dir: Path, cfg: TrainConfig) -> tuple[int, Path] | None:
     """(step, path) of the latest checkpoint in ``run_dir`` if its config matches ``cfg``;
     None if there is none; :class:`RunConfigMismatch` if it was written with another config."""
@@ -151,14 +166,13 @@ def _stored_config_check(run_dir: Path, cfg: TrainConfig) -> tuple[int, Path] | 
     if not found:
         return None
     step, path = found[-1]
-    stored = with_config_defaults(ckpt_io.load_checkpoint(path)["config_dict"])
-    try:
-        ckpt_io.check_config(stored, cfg.to_dict(), IGNORED_KEYS, path)
-    except ckpt_io.CheckpointError as err:
-        raise RunConfigMismatch(
-            f"run folder {run_dir} holds a run with a different config, so it is not reused: "
-            f"{err}. Delete that folder (or pick another runs_dir) to retrain."
-        ) from None
+    check_stored_config(
+        ckpt_io.load_checkpoint(path)["config_dict"],
+        cfg.to_dict(),
+        path,
+        what=f"run folder {run_dir} holds a run with a different config",
+        redo="Delete that folder (or pick another runs_dir) to retrain.",
+    )
     if step > cfg.steps:
         raise RunConfigMismatch(f"run folder {run_dir} has step {step} > wanted {cfg.steps}")
     return step, path
