@@ -192,13 +192,15 @@ assert not torch.equal(res_trainers[0.25].batch(0)["x0"], res_trainers[1.0].batc
 # targets with their inputs thrown away.
 
 # %%
-data = build_all_in_one5(
+# the training configs' data settings (the trainer builds its data the same way)
+data_kwargs = dict(
     size=res_cfg.image_size,
     seed=res_cfg.data_seed,
     scales=res_cfg.data_scales,
     max_patches_per_image=res_cfg.max_patches_per_image,
     progress=False,
 )
+data = build_all_in_one5(**data_kwargs)
 src = {split: set(data.sources_of(split)) for split in ("train", "test", "target")}
 for split, names in src.items():
     print(f"{split:6s}: {sorted(names)}")
@@ -234,14 +236,7 @@ for f in FRACTIONS:
     print(f"{f:4.0%}: {len(idx):3d} pairs, per task {m_k.tolist()}")
 assert previous == set(range(len(data.train_task))), "100 % is the whole training split"
 # an independent rebuild (no cache) deals exactly the same subsets
-data_again = build_all_in_one5(
-    size=res_cfg.image_size,
-    seed=res_cfg.data_seed,
-    scales=res_cfg.data_scales,
-    max_patches_per_image=res_cfg.max_patches_per_image,
-    use_cache=False,
-    progress=False,
-)
+data_again = build_all_in_one5(**data_kwargs, use_cache=False)
 assert data_again.content_hash == data.content_hash
 assert all(torch.equal(subsets[f], data_again.subset_indices("train", f)) for f in FRACTIONS)
 del data_again
