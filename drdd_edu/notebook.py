@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import os
 import random
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["is_smoke", "pick", "seed_everything", "figures_dir", "savefig", "REPO_ROOT"]
+__all__ = [
+    "is_smoke",
+    "pick",
+    "seed_everything",
+    "figures_dir",
+    "savefig",
+    "report_runtime",
+    "SlowNotebookWarning",
+    "REPO_ROOT",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,3 +63,31 @@ def savefig(fig, name: str, dpi: int = 110) -> Path:  # noqa: ANN001 — a matpl
     path = figures_dir() / f"{name}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return path
+
+
+class SlowNotebookWarning(UserWarning):
+    """A notebook took longer than its stated runtime budget (a slow or busy machine)."""
+
+
+def report_runtime(start: float, budget_s: float, now: float | None = None) -> float:
+    """Print how long the notebook ran since ``start`` (a ``time.perf_counter()`` reading) and
+    return the seconds.
+
+    A notebook never *asserts* its own time: a student on a slow laptop or a busy JupyterHub must
+    still reach the end. Over ``budget_s`` it issues a :class:`SlowNotebookWarning` instead; the
+    test harness (``conftest.py``) is what enforces budgets, on the CI machine.
+    """
+    if not (budget_s > 0):
+        raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
+    elapsed = (time.perf_counter() if now is None else now) - start
+    size = "smoke" if is_smoke() else "full"
+    print(f"notebook ran in {elapsed:.1f} s ({size} size; budget {budget_s:.0f} s)")
+    if elapsed > budget_s:
+        warnings.warn(
+            f"this notebook took {elapsed:.0f} s, over its {budget_s:.0f} s budget at {size} "
+            "size: the machine is slower or busier than the one the budget was set on "
+            "(the results are unaffected)",
+            SlowNotebookWarning,
+            stacklevel=2,
+        )
+    return elapsed

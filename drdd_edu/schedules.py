@@ -15,6 +15,7 @@ exact to ~1e-15; :func:`drdd_edu.diffusion.extract` casts them to the data's dty
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -119,8 +120,13 @@ class Schedule:
 
     @property
     def noise_strength(self) -> float:
-        """β̄_{T−1}: the noise std at the last step (the DRDD paper's "noise strength")."""
-        return float(self.betas_cumsum[-1])
+        """β̄_{T−1}: the noise std at the last step (the DRDD paper's "noise strength").
+
+        Computed with the scalar ``math.sqrt`` (correctly rounded on every CPU), so
+        ``rddm_schedule(sum_scale=1.0).noise_strength`` is exactly 1.0; a vectorised tensor sqrt
+        may differ from it in the last bit.
+        """
+        return math.sqrt(self.sum_scale)
 
     def __repr__(self) -> str:
         return (
@@ -172,6 +178,10 @@ def rddm_schedule(
     alphas_cumsum = torch.cumsum(alphas, 0).clamp(0.0, 1.0)
     alphas_cumsum[-1] = 1.0  # exact boundary condition ᾱ_T = 1, free of rounding
     betas2_cumsum = torch.cumsum(betas2, 0)
+    # exact boundary condition β̄²_T = sum_scale: a float64 cumsum's last bits depend on the CPU's
+    # vector width (AVX2 and AVX-512 machines sum in different orders), so β̄_T = sqrt(sum_scale)
+    # would be 1 on one machine and 0.9999999999999999 on another
+    betas2_cumsum[-1] = sum_scale
     schedule = Schedule(
         alphas=alphas,
         alphas_cumsum=alphas_cumsum,
@@ -179,10 +189,10 @@ def rddm_schedule(
         betas2_cumsum=betas2_cumsum,
         name=f"rddm(T={T}, sum_scale={sum_scale:g}, alpha_power={alpha_power:g}, beta_power={beta_power:g})",
     )
+    # float-exact: boundary (both end points are assigned above, not summed)
     assert float(schedule.alphas_cumsum[-1]) == 1.0, "boundary condition ᾱ_T = 1 violated"
-    assert abs(schedule.sum_scale - sum_scale) <= 1e-9 * max(1.0, sum_scale), (
-        "boundary β̄_T² = sum_scale violated"
-    )
+    # float-exact: boundary
+    assert schedule.sum_scale == float(sum_scale), "boundary β̄_T² = sum_scale violated"
     return schedule
 
 

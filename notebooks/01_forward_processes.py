@@ -65,7 +65,7 @@ from drdd_edu.diffusion import (
     q_sample_residual_stage,
     to_model_range,
 )
-from drdd_edu.notebook import is_smoke, pick, savefig, seed_everything
+from drdd_edu.notebook import is_smoke, pick, report_runtime, savefig, seed_everything
 from drdd_edu.schedules import ddim_converted_schedule, rddm_schedule
 
 START = time.perf_counter()
@@ -299,7 +299,7 @@ for sum_scale in (1.0, 0.01):
     assert (torch.diff(sched.betas2) > 0).all(), "β_t² must increase"
     assert torch.allclose(sched.alphas_cumsum, torch.cumsum(alphas_ref, 0), atol=1e-12)
     assert torch.allclose(sched.betas2_cumsum, torch.cumsum(betas2_ref, 0), rtol=1e-12)
-    assert sched.alphas_cumsum[T - 1] == 1.0, "ᾱ_T = 1"
+    assert sched.alphas_cumsum[T - 1] == 1.0, "ᾱ_T = 1"  # float-exact: boundary
     assert abs(sched.sum_scale - sum_scale) < 1e-12 and abs(sched.betas2_cumsum[T - 1] - sum_scale) < 1e-12
     # closed forms of the cumulative sums: ᾱ_t = 1 − (T−t')(T−t'+1)/(T(T+1)), β̄_t² = sum_scale·t'(t'+1)/(T(T+1))
     assert torch.allclose(sched.alphas_cumsum, 1 - (T - tp) * (T - tp + 1) / (T * (T + 1)), atol=1e-12)
@@ -309,6 +309,7 @@ for sum_scale in (1.0, 0.01):
 powers = (0.0, 0.5, 1.0, 2.0, 4.0)
 power_scheds = {k: rddm_schedule(T, sum_scale=1.0, alpha_power=k, beta_power=k) for k in powers}
 for k, sched in power_scheds.items():
+    # float-exact: boundary (an assigned end point)
     assert sched.alphas_cumsum[-1] == 1.0 and abs(sched.sum_scale - 1.0) < 1e-12, f"boundary conditions, power {k}"
 # a larger alpha_power adds the residual earlier: ᾱ_t is larger at every intermediate step,
 # and a larger beta_power adds the noise later: β̄_t is smaller at every intermediate step
@@ -600,7 +601,7 @@ plt.close(fig)
 # %%
 assert "x_in" not in inspect.signature(q_sample_noise_stage).parameters, "stage 1 must not need the degraded input"
 sigma = sched_r1.noise_strength
-assert sigma == 1.0
+assert math.isclose(sigma, 1.0, rel_tol=0, abs_tol=1e-12)  # β̄_T = sqrt(sum_scale) = 1
 
 gen = seed_everything(11)
 eps1 = torch.randn(x0_img.shape, generator=gen)
@@ -723,9 +724,7 @@ for sg, kl in zip(sigmas, kl_closed, strict=True):
     assert z < z_star
 
 # %%
-elapsed = time.perf_counter() - START
-print(f"notebook ran in {elapsed:.1f} s ({'smoke' if is_smoke() else 'full'} size)")
-assert elapsed < 180
+report_runtime(START, budget_s=180)
 
 # %% [markdown]
 # ## Summary

@@ -63,7 +63,7 @@ from drdd_edu.diffusion import (
     q_sample,
     to_model_range,
 )
-from drdd_edu.notebook import is_smoke, pick, savefig, seed_everything
+from drdd_edu.notebook import is_smoke, pick, report_runtime, savefig, seed_everything
 from drdd_edu.predictors import DatasetIdealPredictor, OraclePredictor
 from drdd_edu.samplers import (
     MODES,
@@ -174,7 +174,7 @@ assert abs(float(schur) - post_var) < FLOAT64_TOL
 for t, s in timestep_pairs(T, 10)[:-1]:
     bt, bs = float(rddm.betas2_cumsum[t]), float(rddm.betas2_cumsum[s])
     assert abs(posterior_sigma(rddm, t, s, 1.0) ** 2 - bs * (bt - bs) / bt) < FLOAT64_TOL
-assert posterior_sigma(rddm, 99, -1, 1.0) == 0.0
+assert posterior_sigma(rddm, 99, -1, 1.0) == 0.0  # float-exact: zero
 
 # %% [markdown]
 # Now the Monte-Carlo check. We pick scalar values $I_0 = 0.3$, $I_\text{in} = -0.5$ (so
@@ -528,6 +528,7 @@ for eta in (0.0, 0.25, 0.5, 1.0):
         assert abs(rddm_var - g_s * ddim_sigma(ddim, t, s, math.sqrt(eta)) ** 2) < FLOAT64_TOL
         if eta in (0.0, 1.0):
             assert abs(rddm_var - g_s * ddim_sigma(ddim, t, s, eta) ** 2) < FLOAT64_TOL
+        # float-exact: literal (a value passed through unchanged)
         elif eta == 0.25:  # not equal at the same intermediate η (unless σ = 0)
             assert rddm_var > 2 * g_s * ddim_sigma(ddim, t, s, eta) ** 2
 print("σ²_RDDM(η) = γ_s·σ²_DDIM(√η) on every step of the 10-step grid")
@@ -876,9 +877,7 @@ assert float((out_drdd - x0_img).abs().max()) < FLOAT32_TOL
 #   separately trained networks.
 
 # %%
-elapsed = time.perf_counter() - START
-print(f"notebook ran in {elapsed:.1f} s ({'smoke' if is_smoke() else 'full'} size)")
-assert elapsed < 180
+report_runtime(START, budget_s=180)
 
 # %% [markdown]
 # ## Exercises

@@ -59,7 +59,7 @@ from IPython.display import display
 
 from drdd_edu import toydata
 from drdd_edu.diffusion import from_model_range, to_model_range
-from drdd_edu.notebook import is_smoke, pick, savefig, seed_everything
+from drdd_edu.notebook import is_smoke, pick, report_runtime, savefig, seed_everything
 from drdd_edu.predictors import DatasetIdealPredictor
 from drdd_edu.samplers import (
     PATH_ORDERS,
@@ -127,6 +127,7 @@ tau = tau_grid(T)
 family = {k: rddm_schedule(T, sum_scale=1.0, alpha_power=k, beta_power=k) for k in POWERS}
 for k, sch in family.items():
     # boundary conditions: the whole residual and the whole noise variance at the last step
+    # float-exact: boundary (an assigned end point)
     assert float(sch.alphas_cumsum[-1]) == 1.0 and abs(sch.sum_scale - 1.0) < FLOAT64_TOL
     assert (torch.diff(sch.alphas_cumsum) >= 0).all() and (torch.diff(sch.betas2_cumsum) > 0).all()
     err_a = float((sch.alphas_cumsum - (1 - (1 - tau) ** (k + 1))).abs().max())
@@ -250,7 +251,7 @@ for r in oracle_runs:
     assert r.n_steps == n_expected
 # η was used where the sampler supports it, and only there
 assert {r.eta_applied for r in oracle_runs if r.params.order != "simultaneous"} == {0.0}
-assert any(r.eta_applied == 1.0 for r in oracle_runs)
+assert any(r.eta_applied == 1.0 for r in oracle_runs)  # float-exact: literal
 
 # %% [markdown]
 # ## 3. The dataset-ideal predictor: orders, steps and schedules disagree
@@ -391,6 +392,7 @@ few, many = STEP_GRID[1], STEP_GRID[-1]  # 2 and 50 steps
 for label in converging:
     agree = [stats[(label, s)]["agree"] for s in STEP_GRID]
     assert agree[1] < 0.85, label  # few steps: many z end on another photo
+    # float-exact: count (a ratio of counts)
     assert agree[-1] > 0.95 and stats[(label, many)]["on_photo"] == 1.0, label  # many: the same map
     assert all(b >= a - 0.02 for a, b in zip(agree[:-1], agree[1:], strict=True)), (
         label
@@ -429,7 +431,7 @@ for steps in STEP_GRID:
     a_1 = float(nf_nodes[steps + 1, 0])  # ᾱ after the first residual step
     blend = (1 - a_1) * bank_mean + a_1 * bank[k_star : k_star + 1]
     assert float((out[:1] - blend).abs().max()) < FLOAT32_TOL
-    assert stats[("noise_first", steps)]["on_photo"] == 0.0
+    assert stats[("noise_first", steps)]["on_photo"] == 0.0  # float-exact: count
     nf_rms_by_steps.append(float(stats[("noise_first", steps)]["rms"][0]))
     if steps >= 10:  # 1 − a_1 ≈ S^{−(k_α+1)} = S^{−2}
         assert abs((1 - a_1) * steps**2 - 1) < 0.1
@@ -575,7 +577,7 @@ for order, path in order_paths.items():
     sp = sigma_prime(path)
     print(f"{order:15s} σ' = {[round(float(v), 3) for v in sp]}")
     if order != "noise_first":
-        assert math.isinf(sp[0]) and float(sp[-1]) == 0.0
+        assert math.isinf(sp[0]) and float(sp[-1]) == 0.0  # float-exact: zero
         assert (torch.diff(sp[1:]) < 0).all()  # strictly falling after the start
 nf_sp = sigma_prime(order_paths["noise_first"])
 assert (
@@ -764,6 +766,7 @@ panel_d = static_panel(
     ),
     "03_lab_generate",
 )
+# float-exact: literal (a value passed through unchanged)
 assert panel_d.eta_applied == 1.0 and panel_d.nearest_rmse < ON_PHOTO and panel_d.psnr > EXACT_DB
 assert torch.equal(panel_d.x_in, torch.zeros_like(panel_d.x_in))
 
@@ -784,9 +787,7 @@ assert torch.equal(panel_d.x_in, torch.zeros_like(panel_d.x_in))
 # * Every lab figure is `plot_lab(run_lab(LabParams.from_json(s)))` of its exported JSON `s`.
 
 # %%
-elapsed = time.perf_counter() - START
-print(f"notebook ran in {elapsed:.1f} s ({'smoke' if is_smoke() else 'full'} size)")
-assert elapsed < 180
+report_runtime(START, budget_s=180)
 
 # %% [markdown]
 # ## Exercises

@@ -61,7 +61,7 @@ from drdd_edu import metrics, toydata
 from drdd_edu.data import SOURCE_SPLIT, SOURCES, build_all_in_one5, hash_arrays
 from drdd_edu.degradations import DEGRADATIONS, TASKS, blur, degrade, haze, low_light, noise, rain
 from drdd_edu.diffusion import to_model_range
-from drdd_edu.notebook import is_smoke, pick, savefig, seed_everything
+from drdd_edu.notebook import is_smoke, pick, report_runtime, savefig, seed_everything
 
 START = time.perf_counter()
 print("smoke size" if is_smoke() else "full size")
@@ -357,6 +357,7 @@ for seed in range(N_SEEDS):
         t = h1 - h0
         airlight = h0[..., 0, 0] / (1 - t[..., 0, 0])  # (1, 3): per-channel A
         assert torch.allclose(t[:, 0], t[:, 1], atol=FLOAT32_TOL) and torch.allclose(t[:, 0], t[:, 2], atol=FLOAT32_TOL)
+        # float-exact: literal (a value passed through unchanged)
         lo, hi = (math.exp(-1.0), math.exp(-0.25)) if beta == 1.0 else (t_min, t_max)
         assert lo - FLOAT32_TOL <= float(t.min()) and float(t.max()) <= hi + FLOAT32_TOL, (float(t.min()), float(t.max()))
         assert float(t[..., 0, :].max()) < float(t[..., -1, :].min()), "the top row must be hazier than the bottom row"
@@ -716,9 +717,7 @@ plt.close(fig)
 # * PSNR and SSIM match scikit-image; they rank the degradations differently (noise vs haze).
 
 # %%
-elapsed = time.perf_counter() - START
-print(f"notebook ran in {elapsed:.1f} s ({'smoke' if is_smoke() else 'full'} size)")
-assert elapsed < 180
+report_runtime(START, budget_s=180)
 
 # %% [markdown]
 # ## Exercises

@@ -61,7 +61,7 @@ from drdd_edu.data import build_all_in_one5
 from drdd_edu.diffusion import from_model_range, to_model_range
 from drdd_edu.harmonize import PixelFeatures, RandomConvEncoder, features_at_noise
 from drdd_edu.metrics import median_bandwidth
-from drdd_edu.notebook import is_smoke, pick, savefig, seed_everything
+from drdd_edu.notebook import is_smoke, pick, report_runtime, savefig, seed_everything
 from drdd_edu.samplers import sample_drdd
 from drdd_edu.schedules import rddm_schedule
 from drdd_edu.theory import (
@@ -140,6 +140,7 @@ TGT = data.target_clean  # P_t: the unpaired clean target domain, [0, 1]
 # %%
 toy_sigmas = np.round(np.linspace(0, 2, 21), 2)
 both_rise = objective_from_curves(toy_sigmas, toy_sigmas**2, np.tanh(toy_sigmas), LAM)
+# float-exact: grid (grid points held exactly)
 assert both_rise.sigma_star == 0.0 and both_rise.J[0] == 0.0  # "both increase" ⇒ σ* = 0 exactly
 # fast harmonisation (A = e^{−2σ}) against slow corruption (B = σ²): an interior optimum
 trade_off = objective_from_curves(toy_sigmas, np.exp(-2 * toy_sigmas), toy_sigmas**2, LAM)
@@ -692,7 +693,7 @@ print(
     [(a, b, round(m, 3), round(e, 3)) for a, b, m, e in drops],
 )
 best_sigma_linear = SWEEP_SIGMAS[int(np.argmax(psnr_mean))]
-assert best_sigma_linear == 0.1
+assert math.isclose(best_sigma_linear, min(SWEEP_SIGMAS))  # the smallest noise wins
 loss_01_to_10 = psnr_mean[0] - psnr_mean[SWEEP_SIGMAS.index(1.0)]
 paper_gain = PAPER_SWEEP_PSNR[3] - PAPER_SWEEP_PSNR[0]
 print(f"0.1 → 1.0: ours {-loss_01_to_10:+.2f} dB, paper {paper_gain:+.2f} dB")
@@ -744,9 +745,7 @@ assert (np.abs(all_stars - 1.15) <= 0.4).any() and (np.abs(all_stars - 1.15) > 0
 #   paper's optimum at 1.0 needs trained networks.
 
 # %%
-elapsed = time.perf_counter() - START
-print(f"notebook ran in {elapsed:.1f} s ({'smoke' if is_smoke() else 'full'} size)")
-assert elapsed < pick(600, 180)
+report_runtime(START, budget_s=pick(600, 180))
 
 # %% [markdown]
 # ## Exercises

@@ -70,7 +70,7 @@ import torch
 
 from drdd_edu.data import build_all_in_one5
 from drdd_edu.degradations import TASKS
-from drdd_edu.notebook import figures_dir, is_smoke, pick, savefig, seed_everything
+from drdd_edu.notebook import figures_dir, is_smoke, pick, report_runtime, savefig, seed_everything
 from drdd_edu.train import Trainer, load_config
 
 START = time.perf_counter()
@@ -534,6 +534,4 @@ for f_ex in (0.1, 0.33, 0.9):
 
 # %%
 shutil.rmtree(tmp, ignore_errors=True)
-elapsed = time.perf_counter() - START
-print(f"notebook ran in {elapsed:.1f} s")
-assert elapsed < 180
+report_runtime(START, budget_s=180)

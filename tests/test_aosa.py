@@ -31,6 +31,7 @@ def _cfg(cache_dir: Path, out: Path | str = "", **kw) -> TrainConfig:
 def test_lambda_gradient_is_the_difference_of_the_two_losses(cache_dir, loss):
     tr = Trainer(_cfg(cache_dir, loss=loss))
     lam = tr.aosa_lambda
+    # float-exact: literal (the initial value)
     assert isinstance(lam, torch.nn.Parameter) and float(lam.detach()) == 0.5
     with torch.no_grad():
         lam.fill_(0.3)  # away from 0.5, so a wrong weighting cannot pass by symmetry
@@ -80,7 +81,7 @@ def test_lambda_is_clamped_to_the_unit_interval(cache_dir, monkeypatch, easy, bo
     lams = [state["lambda"] for state in tr.steps()]
     assert all(0.0 <= v <= 1.0 for v in lams)
     assert lams[-1] == bound  # pushed into the bound by the clamp, not past it
-    assert float(tr.aosa_lambda.detach()) == bound
+    assert float(tr.aosa_lambda.detach()) == bound  # float-exact: clamped
 
 
 @pytest.mark.parametrize("easy, choice", [("res", "pred_res"), ("noise", "pred_noise")])
@@ -223,6 +224,7 @@ def test_lambda_checkpoint_round_trip_and_exact_resume(cache_dir, tmp_path):
     b1 = Trainer(_cfg(cache_dir, tmp_path / "b", steps=2, lr=5e-3, log_every=1))
     b1.run()
     lam_2 = b1.aosa_lambda.detach().clone()
+    # float-exact: literal (a value passed through unchanged)
     assert float(lam_2) != 0.5  # it moved, so restoring it is a real check
     b2 = Trainer(_cfg(cache_dir, tmp_path / "b", steps=4, lr=5e-3, log_every=1), resume=True)
     assert b2.step == 2 and torch.equal(b2.aosa_lambda.detach(), lam_2)
@@ -240,7 +242,7 @@ def test_lambda_checkpoint_round_trip_and_exact_resume(cache_dir, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     assert all(0 <= r["lambda"] <= 1 and "loss_res" in r and "loss_noise" in r for r in log)
-    assert log[-1]["lambda"] == float(a.aosa_lambda.detach())
+    assert log[-1]["lambda"] == float(a.aosa_lambda.detach())  # float-exact: literal
     # the checkpoint rebuilds the one-output network and is sampled as SM-Res
     model, cfg, ck = model_from_checkpoint(tmp_path / "a" / "checkpoints" / "ckpt_00000004.pt")
     assert cfg.objective == "auto_res_noise" and model.mode == "res"

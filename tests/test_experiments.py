@@ -160,11 +160,11 @@ def test_shared_networks_give_identical_scores(smoke):
     results, _ = smoke
     coupled = {(r["method"], r["task"]): r for r in results["coupled"].rows}
     for r in results["data-efficiency"].rows:
-        if r["fraction"] == 1.0:
+        if r["fraction"] == 1.0:  # float-exact: literal
             assert r["psnr"] == coupled[(r["method"], r["task"])]["psnr"]
             assert r["ssim"] == coupled[(r["method"], r["task"])]["ssim"]
     for r in results["noise-sweep"].rows:
-        if r["sigma"] == 1.0:
+        if r["sigma"] == 1.0:  # float-exact: literal
             assert r["psnr"] == coupled[("drdd", r["task"])]["psnr"]
     reused = {r["name"]: r["reused"] for r in results["data-efficiency"].meta["runs"]}
     assert reused["drdd-noise_seed0"] and reused["rddm_frac1.00_seed0"]

@@ -17,7 +17,7 @@ def test_reference_linear_schedule_closed_form():
     norm = T * (T + 1) / 2
     torch.testing.assert_close(s.alphas, (T + 1 - tp) / norm, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(s.betas2, 0.01 * tp / norm, rtol=1e-12, atol=1e-15)
-    assert s.alphas_cumsum[-1].item() == 1.0
+    assert s.alphas_cumsum[-1].item() == 1.0  # float-exact: boundary
     assert s.sum_scale == pytest.approx(0.01, rel=1e-12)
     assert (torch.diff(s.alphas) < 0).all(), "α must decrease"
     assert (torch.diff(s.betas2) > 0).all(), "β² must increase"
@@ -43,7 +43,7 @@ def test_ddim_converted_values_match_spec():
 def test_rddm_schedule_properties(T, sum_scale, alpha_power, beta_power):
     s = rddm_schedule(T, sum_scale, alpha_power, beta_power)
     assert s.T == T
-    assert s.alphas_cumsum[-1].item() == 1.0
+    assert s.alphas_cumsum[-1].item() == 1.0  # float-exact: boundary
     assert s.sum_scale == pytest.approx(sum_scale, rel=1e-9)
     assert (torch.diff(s.alphas_cumsum) >= -1e-15).all()
     assert (torch.diff(s.betas2_cumsum) > 0).all()
@@ -106,3 +106,24 @@ def test_schedule_constructor_checks():
         Schedule(good.alphas, good.alphas_cumsum, zero, torch.cumsum(zero, 0))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         Schedule(good.alphas * 2, good.alphas_cumsum * 2, good.betas2, good.betas2_cumsum)
+
+
+@pytest.mark.parametrize("sum_scale", [1.0, 0.01, 0.25, 2.0])
+def test_end_points_are_exact_whatever_the_cpu_rounding(monkeypatch, sum_scale):
+    """ᾱ_T = 1 and β̄²_T = sum_scale are assigned, not summed: a float64 cumsum rounds
+    differently on an AVX-512 CPU (issue 12: β̄_T came out 0.9999999999999999 there). Simulate a
+    CPU whose cumsum is one ulp low everywhere and check the end points stay exact."""
+    real_cumsum = torch.cumsum
+
+    def one_ulp_low(x, dim, *args, **kwargs):
+        out = real_cumsum(x, dim, *args, **kwargs)
+        return torch.nextafter(out, torch.zeros_like(out))
+
+    monkeypatch.setattr(torch, "cumsum", one_ulp_low)
+    s = rddm_schedule(1000, sum_scale=sum_scale)
+    assert s.alphas_cumsum[-1].item() == 1.0  # float-exact: boundary
+    assert s.sum_scale == sum_scale  # float-exact: boundary
+    # float-exact: boundary (math.sqrt is correctly rounded)
+    assert s.noise_strength == math.sqrt(sum_scale)
+    if sum_scale == 1.0:  # float-exact: literal (the parameter)
+        assert s.noise_strength == 1.0  # float-exact: boundary

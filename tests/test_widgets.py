@@ -103,7 +103,7 @@ def test_oracle_is_exact_for_every_order(order):
 
 def test_oracle_exact_with_eta_and_mismatched_start_noise():
     r = run_lab(LabParams(eta=1.0, steps=6, noise_strength=0.3, sum_scale=0.1, **SMALL))
-    assert r.eta_applied == 1.0
+    assert r.eta_applied == 1.0  # float-exact: literal
     assert r.psnr > EXACT_DB
 
 
@@ -120,9 +120,9 @@ def test_eta_is_used_only_by_the_simultaneous_order():
     for order in ("residual_first", "noise_first"):
         r0 = run_lab(base.replace(order=order))
         r1 = run_lab(base.replace(order=order, eta=0.7))
-        assert r1.eta_applied == 0.0 and _same_arrays(r0, r1)
+        assert r1.eta_applied == 0.0 and _same_arrays(r0, r1)  # float-exact: literal
     s0, s1 = run_lab(base), run_lab(base.replace(eta=0.7))
-    assert s1.eta_applied == 0.7 and not torch.equal(s0.output, s1.output)
+    assert s1.eta_applied == 0.7 and not torch.equal(s0.output, s1.output)  # float-exact: literal
 
 
 def test_dataset_ideal_generation_lands_on_a_bundled_photo():
