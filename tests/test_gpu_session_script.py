@@ -54,3 +54,64 @@ def test_failures_are_reported(tmp_path):
     res = _run(tmp_path / "check", "check", device="tpu")
     log = (tmp_path / "check" / "gpu_session.log").read_text()
     assert res.returncode == 1 and "== step check: exit 1" in log and "device" in log
+
+
+def _run_all(out: Path, **env: str) -> subprocess.CompletedProcess:
+    extra = dict(EXP_SIZE="smoke", ALL_COMPILED_BENCH="0", ALL_EXPERIMENTS="coupled", **env)
+    old = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        return _run(out, "all")
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_dry_run_all_fits_the_lease_file_limits(tmp_path):
+    """`all` is the one-call GPU lease: at most 8 files, each ≤ 16 MiB, come back; the fp16
+    checkpoints load with weights_only and restore; the results archive holds the experiment."""
+    import tarfile
+
+    import torch
+
+    from drdd_edu.export import is_inference_only
+    from drdd_edu.train import model_from_checkpoint
+
+    res = _run_all(tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    names = {p.name for p in files}
+    assert len(files) <= 8, names
+    assert all(p.stat().st_size <= 16 * 2**20 for p in files)
+    assert names == {
+        "gpu_session.log",
+        "cpu-rddm-64-b64-eager.json",
+        "results-smoke.tar.gz",
+        "rddm-smoke-fp16.pt",
+        "drdd-noise-smoke-fp16.pt",
+        "drdd-residual-smoke-fp16.pt",
+    }
+    with tarfile.open(tmp_path / "results-smoke.tar.gz") as tar:
+        members = set(tar.getnames())
+    assert {"results/coupled-smoke.csv", "results/coupled-smoke.json"} <= members
+    assert "figures/exp_coupled-smoke.png" in members
+    for name in ("rddm", "drdd-noise", "drdd-residual"):
+        path = tmp_path / f"{name}-smoke-fp16.pt"
+        raw = torch.load(path, weights_only=True)
+        assert is_inference_only(raw) and raw["optimizer"] == {}
+        assert all(v.dtype == torch.float16 for v in raw["ema"].values() if v.is_floating_point())
+        model, cfg, _ = model_from_checkpoint(path)
+        assert cfg.image_size == 16 and next(model.parameters()).dtype == torch.float32
+    log = (tmp_path / "gpu_session.log").read_text()
+    assert "== step all: exit 0" in log and "== experiment coupled (smoke)" in log
+
+
+def test_all_stops_at_its_budget_and_says_so(tmp_path):
+    # a budget no larger than the packing reserve: every phase is skipped, at once
+    res = _run_all(tmp_path, ALL_BUDGET_S="25")
+    log = (tmp_path / "gpu_session.log").read_text()
+    assert res.returncode != 0 and "skipped (budget spent)" in log
+    assert "== step all: exit" in log

@@ -95,6 +95,7 @@ def base_config(settings: SizeSettings, name: str, seed: int, device: str) -> Tr
         device=device,
         amp=settings.amp,
         channels_last=settings.amp == "bf16",
+        compile=settings.compile,
     )
 
 

@@ -1,4 +1,5 @@
-"""Experiment sizes: ``smoke`` (CI), ``cpu`` (a laptop CPU) and ``full`` (one GPU).
+"""Experiment sizes: ``smoke`` (CI), ``cpu`` (a laptop CPU), ``gpu`` (minutes of one GPU) and
+``full`` (the paper-scale networks on one GPU, hours).
 
 Every experiment of a size trains with the same settings, so networks are shared between
 experiments (the coupled comparison's nets are the data-efficiency study's fraction 1.0 and the
@@ -7,7 +8,9 @@ noise sweep's σ = 1.0). Budget rule (SPEC, "The experiments API"): DRDD = a noi
 ``noise_steps + residual_steps`` optimiser steps on the same paired data.
 
 ``full`` is the documented GPU configuration (the reference ``rddm`` preset at 64², global
-batch 64, bf16 autocast, ``device = cuda``); it refuses to start without CUDA.
+batch 64, bf16 autocast, ``device = cuda``); it refuses to start without CUDA. ``gpu`` is sized
+to fit about 7 minutes of one H200 for all four experiments together (see :data:`GPU_SIZING`),
+so that one short lease of a GPU turns into results; it also refuses to start without CUDA.
 """
 
 from __future__ import annotations
@@ -18,9 +21,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["SIZES", "SizeSettings", "get_size", "resolve_device_for"]
+__all__ = [
+    "SIZES",
+    "GPU_SIZING",
+    "SizeSettings",
+    "get_size",
+    "optimiser_steps",
+    "resolve_device_for",
+]
 
-SIZES: tuple[str, ...] = ("smoke", "cpu", "full")
+SIZES: tuple[str, ...] = ("smoke", "cpu", "gpu", "full")
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class SizeSettings:
     decides) and ``aosa_steps`` (training with the chosen objective); AOSA's second, "slow λ"
     selection learns λ at lr × ``aosa_slow_lambda_scale`` for at most
     ``aosa_slow_select_steps`` steps (enough for ≈ threshold / (lr × scale) steps).
+    ``compile``: wrap the training networks in ``torch.compile`` (default mode).
     """
 
     name: str
@@ -65,6 +76,7 @@ class SizeSettings:
     aosa_slow_lambda_scale: float = 0.01
     aosa_slow_select_steps: int = 3000
     amp: str = "off"
+    compile: bool = False
     requires_cuda: bool = False
     eval_batch_size: int = 64
 
@@ -120,6 +132,29 @@ _SIZES: dict[str, SizeSettings] = {
         aosa_select_steps=300,
         aosa_steps=1200,
     ),
+    # minutes of one GPU: the small preset (3.27 M per UNet) at 64², batch 64, bf16, compiled;
+    # fewer study points than cpu/full (2 fractions, 3 training σ) so that all four experiments
+    # fit one device lease — the arithmetic is GPU_SIZING below
+    "gpu": SizeSettings(
+        name="gpu",
+        preset="small",
+        image_size=64,
+        max_patches_per_image=0,
+        batch_size=64,
+        lr=5e-4,
+        warmup_steps=100,
+        noise_steps=2000,
+        residual_steps=2000,
+        n_per_task=48,
+        fractions=(0.25, 1.0),
+        sigmas_train=(0.6, 1.0, 1.4),
+        aosa_select_steps=200,
+        aosa_steps=1000,
+        aosa_slow_select_steps=1500,
+        amp="bf16",
+        compile=True,
+        requires_cuda=True,
+    ),
     # one GPU: the reference network (36.3 M per UNet) at 64², batch 64, bf16
     "full": SizeSettings(
         name="full",
@@ -141,6 +176,37 @@ _SIZES: dict[str, SizeSettings] = {
 }
 
 
+def optimiser_steps(settings: SizeSettings) -> int:
+    """An upper bound on the optimiser steps all four experiments of a size take together.
+
+    Networks: the noise net; the residual and RDDM nets for every fraction (σ = 1); the residual
+    nets for the other training σ; AOSA's two selections (capped) and its training run for each of
+    the five tasks and generation. Shared networks are counted once.
+    """
+    n_fractions = len(set(settings.fractions) | {1.0})
+    n_sigmas = len(set(settings.sigmas_train) - {1.0})
+    residual = settings.residual_steps * (n_fractions + n_sigmas)
+    rddm = settings.rddm_steps * n_fractions
+    aosa = 6 * (settings.aosa_select_steps + settings.aosa_slow_select_steps + settings.aosa_steps)
+    return settings.noise_steps + residual + rddm + aosa
+
+
+#: How the ``gpu`` size was sized (no GPU was available to measure it; these are estimates to be
+#: replaced by the first lease's measurement). FLOPs: the ``small`` UNet's forward pass at 64² is
+#: 2.99 GFLOP per image (``flops_per_image``), so a training step of batch 64 is 3 × 2.99 × 64 ≈
+#: 575 GFLOP — 2.3 ms at 25 % of an H200's dense bf16 peak (≈ 989 TFLOP/s). A network this small
+#: is not compute-bound but launch-bound: the reference code's eager step is host-bound at 186 ms
+#: for two larger UNets. With ``torch.compile`` (fused kernels) we budget 10 ms per step, 4× the
+#: FLOP time, so :func:`optimiser_steps` ≈ 34 k steps ≈ 5.7 min, plus compilation (three distinct
+#: graphs, cached by inductor after the first) and evaluation (sampling only) — about 7 minutes.
+GPU_SIZING: dict[str, float] = {
+    "fwd_gflop_per_image": 2.99,
+    "peak_bf16_tflops": 989.0,
+    "assumed_peak_fraction": 0.25,
+    "budgeted_ms_per_step": 10.0,
+}
+
+
 def get_size(size: str) -> SizeSettings:
     """The settings of ``size`` (one of :data:`SIZES`); unknown names raise ``ValueError``."""
     if size not in _SIZES:
@@ -151,7 +217,7 @@ def get_size(size: str) -> SizeSettings:
 def resolve_device_for(settings: SizeSettings, device: str = "auto") -> str:
     """The device string to train on: ``auto`` → ``cuda`` if available, else ``cpu``.
 
-    Raises ``RuntimeError`` when the size needs CUDA (``full``) and CUDA is not available or
+    Raises ``RuntimeError`` when the size needs CUDA (``gpu``, ``full``) and CUDA is not available or
     another device was asked for — rather than starting a weeks-long CPU run.
     """
     if not isinstance(device, str) or not device:
