@@ -210,7 +210,7 @@ def _record(out: Path, run: NotebookRun) -> None:
     runs = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     entry = asdict(run)
     for key in ("ipynb", "html", "log"):
-        entry[key] = None if entry[key] is None else Path(entry[key]).name
+        entry[key] = None if entry[key] is None else Path(entry[key]).relative_to(out).as_posix()
     entry["figures"] = [Path(p).name for p in run.figures]
     entry["seconds"] = round(run.seconds, 2)
     entry["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -244,6 +244,7 @@ def run_course(
             notebook and the kernel log. Notebooks after it are not run.
     """
     _require_notebook_tools()
+    import nbformat
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
@@ -255,17 +256,16 @@ def run_course(
     figures = figures_dir()
     runs: list[NotebookRun] = []
     ipc_dir = Path(tempfile.mkdtemp(prefix="drdd-kernel-"))
-    bar = tqdm(sources, desc="course", unit="nb", disable=not progress)
+    # one bar: a step per notebook, and a last one for the site
+    bar = tqdm(total=len(sources) + int(html), desc="course", unit="step", disable=not progress)
     try:
-        for src in bar:
+        for src in sources:
             bar.set_postfix_str(src.stem)
             before = _snapshot(figures)
             nb, seconds, log_path = _execute(src, out, env, timeout_s, ipc_dir)
             after = _snapshot(figures)
             written = sorted(p for p, stamp in after.items() if before.get(p) != stamp)
             ipynb = out / f"{src.stem}.ipynb"
-            import nbformat
-
             nbformat.write(nb, str(ipynb))
             run = NotebookRun(
                 name=src.stem,
@@ -279,13 +279,16 @@ def run_course(
             )
             _record(out, run)
             runs.append(run)
+            bar.update()
+        if html:
+            from .site import build_site
+
+            bar.set_postfix_str("HTML site")
+            build_site(out)
+            bar.update()
     finally:
         bar.close()
         shutil.rmtree(ipc_dir, ignore_errors=True)
-    if html:
-        from .site import build_site
-
-        build_site(out)
     return runs
 
 
@@ -295,14 +298,16 @@ def summary(runs: list[NotebookRun], out_dir: Path | str | None = None) -> str:
     if not runs:
         return "no notebook was run"
     width = max(len(r.name) for r in runs)
-    lines = []
-    for r in runs:
-        budget = f" / {r.budget_s:.0f} s" if r.budget_s is not None else ""
+    times = [
+        f"{r.seconds:.1f} s" + (f" / {r.budget_s:g} s" if r.budget_s is not None else "")
+        for r in runs
+    ]
+    time_width = max(len(t) for t in times + ["time / budget"])
+    lines = [f"{'notebook':<{width}}  {'time / budget':>{time_width}}  {'figures':<11} page"]
+    for r, t in zip(runs, times, strict=True):
         n = len(r.figures)
-        lines.append(
-            f"{r.name:<{width}}  {r.seconds:7.1f} s{budget}  "
-            f"{n:2d} figure{'s' if n != 1 else ' '}  {r.html or r.ipynb}"
-        )
+        figures = f"{n} figure" + ("s" if n != 1 else "")
+        lines.append(f"{r.name:<{width}}  {t:>{time_width}}  {figures:<11} {r.html or r.ipynb}")
     size = "smoke" if runs[0].smoke else "full"
     total = sum(r.seconds for r in runs)
     lines.append(
@@ -313,7 +318,7 @@ def summary(runs: list[NotebookRun], out_dir: Path | str | None = None) -> str:
     for r in runs:
         if r.slow:
             lines.append(
-                f"warning: {r.name} took {r.seconds:.0f} s, over its {r.budget_s:.0f} s "
+                f"warning: {r.name} took {r.seconds:.1f} s, over its {r.budget_s:g} s "
                 f"{size}-size budget (a slow or busy machine?); not a failure"
             )
     return "\n".join(lines)
