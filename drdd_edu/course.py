@@ -167,9 +167,11 @@ def _execute(
         "language": "python",
     }
     config = Config()
-    # IPC transport: no TCP ports, and no "Kernel is running over TCP without encryption" warning
-    config.KernelManager.transport = "ipc"
-    config.KernelManager.ip = str(ipc_dir / src.stem[:3])
+    if os.name == "posix":
+        # IPC transport (Unix sockets in a private folder): no open TCP ports, and no "Kernel is
+        # running over TCP without encryption" warning from ipykernel
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(ipc_dir / src.stem[:3])
     current: dict[str, int] = {}
     client = nbclient.NotebookClient(
         nb,

@@ -66,7 +66,10 @@ def test_course_run_is_quiet_and_summarised(course, cli_run):
     assert "Alternative text" not in terminal
     # the kernel's own stderr went to its log instead
     log = out / "logs" / "01_equations.log"
-    assert "KERNEL-FD2-MARKER" in log.read_text(encoding="utf-8")
+    log_text = log.read_text(encoding="utf-8")
+    assert "KERNEL-FD2-MARKER" in log_text
+    # ...and the kernel talked over IPC: ipykernel did not even log the TCP warning
+    assert "without encryption" not in log_text
     lines = cli_run.stdout.strip().splitlines()
     # one summary line per notebook: time / budget, figures written, page
     first = next(line for line in lines if line.startswith("01_equations"))
@@ -127,6 +130,19 @@ def test_failing_notebook_gives_one_line_and_exit_2(tmp_path, capsys, monkeypatc
     assert str(out / "logs" / "01_broken.log") in line
     assert "Traceback" not in captured.err
     assert not (out / "index.html").exists(), "a failed run builds no site"
+
+
+def test_timeout_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DRDD_EDU_FIGURES", str(tmp_path / "figures"))
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "01_sleepy.py").write_text("# %%\nimport time\n\n# %%\ntime.sleep(60)\n")
+    out = tmp_path / "build"
+    args = ["course", "--notebooks", str(notebooks), "--out", str(out), "--timeout", "2"]
+    assert main(args) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "01_sleepy.py failed in cell 1 ('time.sleep(60)')" in errors[0]
+    assert "timed out" in errors[0]
 
 
 def test_bad_selection_is_one_line(tmp_path, capsys):
