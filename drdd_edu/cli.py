@@ -2,7 +2,8 @@
 
 drdd-edu info                       versions, device, where things are
 drdd-edu course [--smoke] [--only 01 02] [--out build/course]
-                                    execute the notebooks, write figures and HTML pages
+                                    execute the notebooks, write figures and the offline HTML site
+                                    (build/course/index.html); exit 2 if a notebook fails
 drdd-edu notebooks [--out DIR]      write .ipynb files from the jupytext sources
 drdd-edu assignments build [--out build/assignments] [--only 01 02] [--format ipynb py]
                                     write student versions (no solutions, no hidden tests)
@@ -50,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     course.add_argument("--no-html", action="store_true", help="skip the HTML export")
     course.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
+    course.add_argument(
+        "--notebooks",
+        type=Path,
+        default=None,
+        help="folder of the NN_name.py sources (default: the repository's notebooks/)",
+    )
 
     nbs = sub.add_parser("notebooks", help="write .ipynb files from the jupytext percent sources")
     nbs.add_argument("--out", type=Path, default=None, help="folder (default: beside the sources)")
@@ -104,14 +111,21 @@ def _info() -> int:
 
 
 def _course(args: argparse.Namespace) -> int:
-    from .course import run_course
+    from .course import NotebookFailed, run_course, summary
 
-    runs = run_course(
-        args.out, smoke=args.smoke, select=args.only, timeout_s=args.timeout, html=not args.no_html
-    )
-    for run in runs:
-        budget = f" (budget {run.budget_s:.0f} s at smoke size)" if run.budget_s else ""
-        print(f"{run.name}: {run.seconds:.1f} s{budget} -> {run.html or run.ipynb}")
+    try:
+        runs = run_course(
+            args.out,
+            smoke=args.smoke,
+            select=args.only,
+            timeout_s=args.timeout,
+            html=not args.no_html,
+            notebook_dir=args.notebooks,
+        )
+    except (NotebookFailed, FileNotFoundError, ValueError) as err:
+        print(f"drdd-edu course: error: {err}", file=sys.stderr)
+        return 2
+    print(summary(runs, args.out))
     return 0
 
 

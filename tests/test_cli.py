@@ -42,5 +42,9 @@ def test_course_runs_a_notebook_headlessly(tmp_path, monkeypatch):
     runs = run_course(tmp_path / "course", smoke=True, select=["01"])
     assert [r.name for r in runs] == ["01_forward_processes"]
     assert runs[0].ipynb.is_file() and runs[0].html is not None
-    assert "Forward processes" in runs[0].html.read_text(encoding="utf-8")
+    page = runs[0].html.read_text(encoding="utf-8")
+    assert "Forward processes" in page
+    # the offline site: bundled MathJax, no CDN script, an index linking the page
+    assert 'src="_static/mathjax/MathJax.js' in page and "cdnjs" not in page
+    assert "01_forward_processes.html" in (tmp_path / "course" / "index.html").read_text("utf-8")
     assert any((tmp_path / "figures").glob("01_*.png")), "the notebook saves its figures"
