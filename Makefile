@@ -25,7 +25,8 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest tests -q
 
-# the main job: execute the whole course at full size, write figures/ and build/course/*.html
+# the main job: execute the whole course at full size; write figures/ and the offline course site
+# build/course/index.html (pages, executed notebooks, kernel logs)
 course: setup
 	$(BIN)/drdd-edu course
 
