@@ -543,7 +543,7 @@ class RunLock:
         holder = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+            "command": _command_line(),
             "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         }
         os.ftruncate(fd, 0)
@@ -565,6 +565,14 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _command_line(limit: int = 160) -> str:
+    """This process's command line, shortened (``python -m drdd_edu.cli train …``)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    prog = f"python -m {spec.name}" if spec is not None and spec.name else Path(sys.argv[0]).name
+    line = " ".join([prog, *sys.argv[1:]])
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _drop_holder(key: tuple[int, int] | None) -> None:

@@ -811,6 +811,10 @@ class Trainer:
             latest checkpoint, raises :class:`~drdd_edu.checkpoint.CheckpointError`). Without
             ``resume`` an output folder that already holds checkpoints is refused.
 
+    The output folder is locked (:class:`~drdd_edu.checkpoint.RunLock`, rank 0) from
+    construction until :meth:`close` (which :meth:`run` calls): another process constructing a
+    Trainer on it gets :class:`~drdd_edu.checkpoint.RunLockedError` naming this one's pid.
+
     Attributes:
         model: the raw network (not wrapped in DDP / compiled); ``ema``: its EMA copy.
         step: optimisation steps done. ``schedule``, ``device``, ``dist``, ``optimizer``.
