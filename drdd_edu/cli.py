@@ -240,26 +240,24 @@ def _notebooks(args: argparse.Namespace) -> int:
 
 
 def _assignments(args: argparse.Namespace) -> int:
-    from .assignments import AssignmentError, build_all, grade
+    # an AssignmentError (a ValueError) or a missing file is reported by run_guarded:
+    # "drdd-edu assignments build|grade: error: …", exit status 2
+    from .assignments import build_all, grade
 
-    try:
-        if args.action == "build":
-            written = build_all(args.out, select=args.only, formats=args.format)
-            if not written:
-                print("no selected notebook has graded exercises", file=sys.stderr)
-                return 1
-            for path in written:
-                print(path)
-            return 0
-        report = grade(
-            args.submission,
-            args.source,
-            smoke=not args.full_size,
-            timeout_s=args.timeout,
-        )
-    except (AssignmentError, FileNotFoundError, ValueError) as err:
-        print(f"drdd-edu assignments {args.action}: error: {err}", file=sys.stderr)
-        return 2
+    if args.action == "build":
+        written = build_all(args.out, select=args.only, formats=args.format)
+        if not written:
+            print("no selected notebook has graded exercises", file=sys.stderr)
+            return 1
+        for path in written:
+            print(path)
+        return 0
+    report = grade(
+        args.submission,
+        args.source,
+        smoke=not args.full_size,
+        timeout_s=args.timeout,
+    )
     print(report.to_json() if args.json else report.summary())
     return 0
 

@@ -959,7 +959,9 @@ class Trainer:
             self.ema.load_state_dict(ck["ema"])
             self.optimizer.load_state_dict(ck["optimizer"])
         except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
-            why = _weights_mismatch(self.model, ck["model"])
+            why = _weights_mismatch(self.model, ck["model"]) or _weights_mismatch(
+                self.ema, ck["ema"]
+            )
             if why is None:  # the weights fit: the optimiser state does not
                 first = str(err).strip().splitlines()[0] if str(err).strip() else ""
                 why = f"its optimiser state does not load ({type(err).__name__}: {first})"
