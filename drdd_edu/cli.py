@@ -13,22 +13,130 @@ drdd-edu assignments grade SUBMISSION [--source notebooks/NN_x.py] [--full-size]
                                     training and checkpoints (see drdd_edu.train_cli)
     drdd-edu experiment NAME|all [--size smoke|cpu|full]
                                     the DRDD experiments (see drdd_edu.experiments)
+
+Errors: a failure the user can fix — a bad option, config or checkpoint, a device this machine
+lacks, a full or read-only disk, a run folder another process is training into — ends with one
+line on stderr, ``drdd-edu COMMAND: error: <cause first>``, and exit status 2, never a
+traceback (:func:`run_guarded`, one handler for every sub-command). ``--debug`` (before or after
+the sub-command) or ``DRDD_EDU_DEBUG=1`` prints the traceback as well. Anything else — a bug —
+still raises with its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import train_cli
 
-__all__ = ["main", "build_parser"]
+__all__ = [
+    "main",
+    "build_parser",
+    "OneLineArgumentParser",
+    "add_debug_option",
+    "debug_enabled",
+    "error_line",
+    "run_guarded",
+    "user_errors",
+]
+
+_DEBUG_HELP = "on an error, also print the traceback (or set DRDD_EDU_DEBUG=1)"
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line (``PROG: error: … (see PROG
+    --help)``, exit status 2) instead of the usage block and then the error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_debug_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--debug`` to ``parser`` and to all its sub-commands (nested ones too), so it may
+    come before or after the sub-command's name."""
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _add_sub_debug(sub)
+
+
+def _add_sub_debug(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: a sub-command without --debug leaves the top-level value alone
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _add_sub_debug(sub)
+
+
+def debug_enabled(flag: bool = False) -> bool:
+    """``--debug`` given, or ``DRDD_EDU_DEBUG`` set to anything but "", 0, false, no, off."""
+    env = os.environ.get("DRDD_EDU_DEBUG", "").strip().lower()
+    return bool(flag) or env not in ("", "0", "false", "no", "off")
+
+
+def user_errors(command: str | None = None) -> tuple[type[BaseException], ...]:
+    """The exception types that are the user's to fix, reported in one line: bad values and
+    configs (``ValueError``), files and disks (``OSError``: missing, read-only, full, a folder
+    in the way), unusable checkpoints, run folders in use, missing devices and diverged runs.
+    ``experiment`` adds ``RuntimeError`` (its sizes refuse a machine without the GPU they
+    need)."""
+    from .checkpoint import CheckpointError, RunLockedError
+    from .train import DeviceUnavailableError
+
+    errors: tuple[type[BaseException], ...] = (
+        ValueError,
+        OSError,
+        CheckpointError,
+        RunLockedError,
+        DeviceUnavailableError,
+        FloatingPointError,  # a diverged training run (its last checkpoint is kept)
+    )
+    return (*errors, RuntimeError) if command == "experiment" else errors
+
+
+def error_line(command: str, err: BaseException) -> str:
+    """``drdd-edu COMMAND: error: MESSAGE`` on one line; an ``OSError`` reads "cause: file"."""
+    if isinstance(err, OSError) and err.strerror:
+        msg = err.strerror
+        if err.filename is not None:
+            msg += f": {os.fsdecode(err.filename)}"
+        if err.filename2 is not None:
+            msg += f" -> {os.fsdecode(err.filename2)}"
+    else:
+        msg = str(err) or type(err).__name__
+    return f"drdd-edu {command}: error: {' '.join(msg.split())}"
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    action = getattr(args, "action", None)
+    return f"{args.command} {action}" if isinstance(action, str) else str(args.command)
+
+
+def run_guarded(args: argparse.Namespace, run: Callable[[], int | None]) -> int:
+    """Run ``run()`` (a sub-command) and return its exit status; a user-facing error
+    (:func:`user_errors`) prints :func:`error_line` — after its traceback with ``--debug`` or
+    ``DRDD_EDU_DEBUG=1`` — and returns 2. Other exceptions propagate."""
+    command = _command_name(args)
+    try:
+        result = run()
+    except user_errors(args.command) as err:
+        if debug_enabled(getattr(args, "debug", False)):
+            traceback.print_exc()
+        print(error_line(command, err), file=sys.stderr, flush=True)
+        return 2
+    if result is None:  # pragma: no cover - argparse rejects unknown commands
+        raise AssertionError(f"unhandled command {command}")
+    return result
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="drdd-edu",
         description="Residual denoising diffusion (RDDM, DRDD) for image restoration: a teaching toolkit.",
     )
@@ -94,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds")
     grade.add_argument("--json", action="store_true", help="print the report as JSON")
     train_cli.add_commands(sub)  # train, sample, evaluate, bench, experiment
+    add_debug_option(parser)
     return parser
 
 
@@ -145,32 +254,34 @@ def _notebooks(args: argparse.Namespace) -> int:
 
 
 def _assignments(args: argparse.Namespace) -> int:
-    from .assignments import AssignmentError, build_all, grade
+    # an AssignmentError (a ValueError) or a missing file is reported by run_guarded:
+    # "drdd-edu assignments build|grade: error: …", exit status 2
+    from .assignments import build_all, grade
 
-    try:
-        if args.action == "build":
-            written = build_all(args.out, select=args.only, formats=args.format)
-            if not written:
-                print("no selected notebook has graded exercises", file=sys.stderr)
-                return 1
-            for path in written:
-                print(path)
-            return 0
-        report = grade(
-            args.submission,
-            args.source,
-            smoke=not args.full_size,
-            timeout_s=args.timeout,
-        )
-    except (AssignmentError, FileNotFoundError, ValueError) as err:
-        print(f"drdd-edu assignments {args.action}: error: {err}", file=sys.stderr)
-        return 2
+    if args.action == "build":
+        written = build_all(args.out, select=args.only, formats=args.format)
+        if not written:
+            print("no selected notebook has graded exercises", file=sys.stderr)
+            return 1
+        for path in written:
+            print(path)
+        return 0
+    report = grade(
+        args.submission,
+        args.source,
+        smoke=not args.full_size,
+        timeout_s=args.timeout,
+    )
     print(report.to_json() if args.json else report.summary())
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return run_guarded(args, lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int | None:
     if args.command == "info":
         return _info()
     if args.command == "course":
@@ -179,10 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _notebooks(args)
     if args.command == "assignments":
         return _assignments(args)
-    result = train_cli.dispatch(args)
-    if result is not None:
-        return result
-    raise AssertionError(f"unhandled command {args.command}")  # argparse rejects others
+    return train_cli.dispatch(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

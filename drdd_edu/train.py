@@ -38,6 +38,7 @@ import dataclasses
 import json
 import math
 import os
+import string
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
@@ -72,6 +73,7 @@ __all__ = [
     "COMPILE_MODES",
     "RESUME_MUTABLE_KEYS",
     "ResumeDeviceWarning",
+    "DeviceUnavailableError",
     "TrainConfig",
     "with_config_defaults",
     "load_config",
@@ -134,6 +136,31 @@ _STREAM_DATA, _STREAM_STEP, _STREAM_EVAL = 1, 2, 3
 
 class ResumeDeviceWarning(UserWarning):
     """A run is resumed on another kind of device than the one that wrote its checkpoint."""
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The device asked for (``cuda``, ``cuda:N``, ``mps``) is not present on this machine."""
+
+
+#: device types a config may name (besides ``auto``)
+DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda", "mps")
+
+
+def _device_problem(device: Any) -> str | None:
+    """Why ``device`` is not a device string a config may hold (None when it is one); checks
+    the spelling only, not whether this machine has that device."""
+    usage = "use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+    if not isinstance(device, str) or not device:
+        return f"device must be a string: {usage}, got {device!r}"
+    if device == "auto":
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        return f"unknown device {device!r}; {usage}"
+    if dev.type not in DEVICE_TYPES:
+        return f"unsupported device {device!r}: drdd_edu runs on {DEVICE_TYPES}; {usage}"
+    return None
 
 
 # ----------------------------------------------------------------------------- config
@@ -389,10 +416,33 @@ class TrainConfig:
                 f"noise_strength {self.noise_strength} exceeds the noise schedule's largest "
                 f"β̄ = sqrt(sum_scale) = {math.sqrt(self.sum_scale):.4g}; raise sum_scale"
             )
-        if not isinstance(self.device, str) or not self.device:
+        problem = _device_problem(self.device)
+        if problem:
+            raise ValueError(problem)
+        self._validate_out_dir()
+
+    def _validate_out_dir(self) -> None:
+        """``out_dir`` is a folder pattern whose only placeholder is ``{name}``."""
+        if not isinstance(self.out_dir, str):
+            raise ValueError(f"out_dir must be a string (a folder), got {self.out_dir!r}")
+        try:
+            fields = [
+                (field, spec, conv)
+                for _, field, spec, conv in string.Formatter().parse(self.out_dir)
+                if field is not None
+            ]
+        except ValueError as err:  # a lone { or }
             raise ValueError(
-                f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
-            )
+                f"out_dir {self.out_dir!r} is not a valid folder pattern ({err}); its only "
+                "placeholder is {name}, and literal braces are written {{ and }}"
+            ) from None
+        for field, spec, conv in fields:
+            if field != "name" or spec or conv:
+                shown = "{" + field + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "")
+                raise ValueError(
+                    f"out_dir {self.out_dir!r} uses the placeholder {shown}}}; the only "
+                    "placeholder is {name} (the config name), e.g. 'runs/{name}'"
+                )
 
     def _validate_tasks(self) -> None:
         from .degradations import TASKS
@@ -559,15 +609,42 @@ class DistInfo:
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → ``cuda:<local_rank>`` if CUDA is available, else ``cpu``."""
+    """``auto`` → ``cuda:<local_rank>`` if CUDA is available, else ``cpu``.
+
+    Raises ``ValueError`` for a misspelt device (``banana``) and
+    :class:`DeviceUnavailableError` for a device this machine lacks (``cuda`` without a GPU,
+    ``cuda:3`` with one GPU, ``mps`` off Apple silicon).
+    """
     if device == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    problem = _device_problem(device)
+    if problem:
+        raise ValueError(problem)
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+            build = (
+                f"torch {torch.__version__} is a CPU-only build"
+                if torch.version.cuda is None
+                else "no CUDA GPU or driver is visible"
+            )
+            raise DeviceUnavailableError(
+                f"CUDA is not available on this machine ({build}), but device {device!r} was "
+                "asked for; use --device cpu (or auto)"
+            )
         if dev.index is None:
             dev = torch.device(f"cuda:{local_rank}")
+        count = torch.cuda.device_count()
+        if dev.index >= count:
+            raise DeviceUnavailableError(
+                f"this machine has {count} CUDA GPU{'s' if count != 1 else ''} "
+                f"(cuda:0 … cuda:{count - 1}), but device {str(dev)!r} was asked for"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceUnavailableError(
+            f"Apple's Metal (mps) is not available on this machine, but device {device!r} was "
+            "asked for; use --device cpu (or auto)"
+        )
     return dev
 
 
@@ -651,16 +728,25 @@ def _load_sources(cfg: TrainConfig, device: torch.device, verbose: bool) -> tupl
     """(train source, test source) for the config's stage and data set."""
     if cfg.dataset == "synthetic":
         return None, None
-    from .data import build_all_in_one5
+    from .data import build_all_in_one5, default_cache_dir
 
-    data = build_all_in_one5(
-        size=cfg.data_size or cfg.image_size,
-        seed=cfg.data_seed,
-        cache_dir=cfg.cache_dir or None,
-        scales=cfg.data_scales,
-        max_patches_per_image=cfg.max_patches_per_image or None,
-        progress=verbose,
-    )
+    try:
+        data = build_all_in_one5(
+            size=cfg.data_size or cfg.image_size,
+            seed=cfg.data_seed,
+            cache_dir=cfg.cache_dir or None,
+            scales=cfg.data_scales,
+            max_patches_per_image=cfg.max_patches_per_image or None,
+            progress=verbose,
+        )
+    except OSError as err:  # a read-only, full or misplaced cache folder
+        where = cfg.cache_dir or default_cache_dir()
+        name = f": {err.filename}" if err.filename else ""
+        raise OSError(
+            err.errno,
+            f"{err.strerror or err}{name}: the All-in-One-5 data cache in {where} cannot be "
+            "written; point DRDD_EDU_CACHE_DIR (or the config's cache_dir) to a writable folder",
+        ) from err
     test = _only_tasks(data.paired_subset("test"), data.tasks, cfg.tasks)
     test_src = _Source(test.clean_u8, test.degraded_u8)
     if cfg.stage == "drdd_noise":
@@ -725,6 +811,10 @@ class Trainer:
             latest checkpoint, raises :class:`~drdd_edu.checkpoint.CheckpointError`). Without
             ``resume`` an output folder that already holds checkpoints is refused.
 
+    The output folder is locked (:class:`~drdd_edu.checkpoint.RunLock`, rank 0) from
+    construction until :meth:`close` (which :meth:`run` calls): another process constructing a
+    Trainer on it gets :class:`~drdd_edu.checkpoint.RunLockedError` naming this one's pid.
+
     Attributes:
         model: the raw network (not wrapped in DDP / compiled); ``ema``: its EMA copy.
         step: optimisation steps done. ``schedule``, ``device``, ``dist``, ``optimizer``.
@@ -743,13 +833,24 @@ class Trainer:
                 f"world size {self.dist.world_size}"
             )
         self.local_batch = cfg.batch_size // self.dist.world_size
+        self.out_dir = cfg.output_dir
+        self._run_lock: ckpt_io.RunLock | None = None
+        self._run_lock = self._lock_run_folder()
+        try:
+            self._setup(resume)
+        except BaseException:
+            self._release_run_lock()
+            raise
+
+    def _setup(self, resume: bool) -> None:
+        """The rest of ``__init__``, run while holding the run folder's lock."""
+        cfg = self.config
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.schedule: Schedule = cfg.make_schedule()
-        self.out_dir = cfg.output_dir
         self.ckpt_dir = self.out_dir / "checkpoints" if self.out_dir else None
         self.step = 0
         self.last_eval: dict[str, float] = {}
@@ -804,10 +905,42 @@ class Trainer:
         if cfg.compile:
             net = torch.compile(net, mode=cfg.compile_mode)  # type: ignore[assignment]
         self.net = net
-        if self.dist.is_main and self.out_dir is not None:
+        # a resumed run with nothing left to train (step ≥ steps) leaves its files untouched
+        if self.dist.is_main and self.out_dir is not None and self.step < cfg.steps:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
             self._trim_log()
+
+    # -- the run folder's lock -------------------------------------------------------
+    def _lock_run_folder(self) -> ckpt_io.RunLock | None:
+        """Take ``out_dir``'s :class:`~drdd_edu.checkpoint.RunLock` (rank 0 only: it alone
+        writes), or raise :class:`~drdd_edu.checkpoint.RunLockedError` / ``OSError``. Under DDP
+        rank 0 broadcasts its outcome, so every rank raises together instead of the others
+        waiting forever in a collective for a rank 0 that has left."""
+        if self.out_dir is None:
+            return None
+        lock, problem = None, None
+        if self.dist.is_main:
+            try:
+                lock = ckpt_io.RunLock.acquire(self.out_dir)
+            except (ckpt_io.RunLockedError, OSError) as err:
+                problem = err
+        if self.dist.distributed:
+            import torch.distributed as dist
+
+            box: list[str | None] = [None if problem is None else str(problem)]
+            dist.broadcast_object_list(box, src=0)
+            if box[0] is not None and problem is None:
+                problem = ckpt_io.RunLockedError(f"rank 0 could not lock the run folder: {box[0]}")
+        if problem is not None:
+            self.close()  # every rank leaves the process group together
+            raise problem
+        return lock
+
+    def _release_run_lock(self) -> None:
+        lock, self._run_lock = getattr(self, "_run_lock", None), None
+        if lock is not None:
+            lock.release()
 
     # -- resume / checkpoints --------------------------------------------------------
     def _resume(self) -> None:
@@ -825,9 +958,15 @@ class Trainer:
             self.model.load_state_dict(ck["model"])
             self.ema.load_state_dict(ck["ema"])
             self.optimizer.load_state_dict(ck["optimizer"])
-        except (RuntimeError, KeyError, ValueError) as err:
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
+            why = _weights_mismatch(self.model, ck["model"]) or _weights_mismatch(
+                self.ema, ck["ema"]
+            )
+            if why is None:  # the weights fit: the optimiser state does not
+                first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                why = f"its optimiser state does not load ({type(err).__name__}: {first})"
             raise ckpt_io.CheckpointError(
-                f"checkpoint {path} does not fit this model/optimizer: {err}"
+                f"checkpoint {path} does not fit this model/optimizer: {why}"
             ) from err
         extra = ck.get("extra", {})
         if self.aosa_lambda is not None:
@@ -1109,7 +1248,8 @@ class Trainer:
         return last
 
     def close(self) -> None:
-        """Leave the process group if this trainer joined it."""
+        """Release the run folder's lock; leave the process group if this trainer joined it."""
+        self._release_run_lock()
         if self.dist.initialized_here:
             import torch.distributed as dist
 
@@ -1294,6 +1434,7 @@ def model_from_checkpoint(
 
     Returns ``(model in eval mode, its TrainConfig, the checkpoint dict)``.
     """
+    device = device if isinstance(device, torch.device) else resolve_device(device)
     ck = ckpt_io.load_checkpoint(path, map_location=device)
     try:
         cfg = TrainConfig.from_dict(ck["config_dict"])
@@ -1307,8 +1448,45 @@ def model_from_checkpoint(
         time_mode=cfg.time_mode,  # type: ignore[arg-type]
         schedule=cfg.make_schedule(),
     ).to(device)
-    model.load_state_dict(ck["ema" if use_ema else "model"])
+    key = "ema" if use_ema else "model"
+    try:
+        model.load_state_dict(ck[key])
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
+        why = _weights_mismatch(model, ck[key]) or f"{type(err).__name__}"
+        raise ckpt_io.CheckpointError(
+            f"checkpoint {path}: its {key} weights do not fit the network its config describes "
+            f"(preset {cfg.preset!r}, objective {cfg.objective!r}, stage {cfg.stage!r}): {why}; "
+            "it was edited or written by another drdd_edu version: use a checkpoint written "
+            "by this version's drdd-edu train"
+        ) from err
     return model.eval(), cfg, ck
+
+
+def _weights_mismatch(module: nn.Module, state: Any) -> str | None:
+    """One line saying how ``state`` (a stored state dict) differs from ``module``'s own (tensor
+    shapes, missing and unexpected names), or None when it would load."""
+    if not isinstance(state, Mapping):
+        return f"the stored weights are a {type(state).__name__}, not a dict of tensors"
+    own = module.state_dict()
+    shape = [
+        k
+        for k in own
+        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)
+    ]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    parts = []
+    if shape:
+        k = shape[0]
+        parts.append(
+            f"{len(shape)} tensors differ in shape (e.g. {k}: stored "
+            f"{tuple(getattr(state[k], 'shape', ()))}, network {tuple(own[k].shape)})"
+        )
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    return "; ".join(parts) or None
 
 
 def train(

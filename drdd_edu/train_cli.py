@@ -1,14 +1,18 @@
 """Command-line front end for training, sampling, evaluation and benchmarks.
 
 drdd-edu train --config FILE|NAME [--resume] [--steps N] [--out DIR] [--device D]
-drdd-edu sample --checkpoint FILE [--steps 5] [--n 8] [--out samples.png]
+drdd-edu sample --checkpoint FILE [--steps 5] [--n 8] [--out samples.png] [--cache-dir D]
 drdd-edu evaluate --checkpoint FILE [--split test] [--n 32] [--steps 5] [--noise-checkpoint F]
+                  [--json FILE] [--cache-dir D]
 drdd-edu bench --preset P --size S --batch B [--steps N] [--device D] [--json FILE]
 drdd-edu experiment NAME|all [--size smoke|cpu|full] [--smoke] [--results-dir D] [--figures-dir D]
                              [--runs-dir D] [--device D] [--seed N] [--no-progress]
 
 The lead wires these into :mod:`drdd_edu.cli` with :func:`add_commands` and :func:`dispatch`;
-``python -m drdd_edu.train_cli …`` runs them directly (also under ``torchrun``).
+``python -m drdd_edu.train_cli …`` runs them directly (also under ``torchrun``). Failures a user
+can fix (bad options, configs or checkpoints, a missing device, a full or read-only disk, a run
+folder in use) end with one line on stderr and exit status 2 — see
+:func:`drdd_edu.cli.run_guarded`; ``--debug`` or ``DRDD_EDU_DEBUG=1`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -26,6 +30,31 @@ __all__ = ["COMMANDS", "add_commands", "dispatch", "build_parser", "main", "benc
 
 COMMANDS: tuple[str, ...] = ("train", "sample", "evaluate", "bench", "experiment")
 
+#: file types ``sample --out`` writes (matplotlib's ``imsave``)
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tiff", ".pdf", ".svg")
+
+
+def _at_least(lo: int) -> Any:
+    """An argparse type: an int ≥ ``lo`` (else argparse's one-line usage error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be ≥ {lo}, got {value}")
+        return value
+
+    parse.__name__ = f"int ≥ {lo}"
+    return parse
+
+
+_CACHE_HELP = (
+    "folder of the All-in-One-5 data cache (default: $DRDD_EDU_CACHE_DIR, else data/cache in a "
+    "source checkout, else ~/.cache/drdd_edu); never the cache_dir stored in the checkpoint"
+)
+
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train``, ``sample``, ``evaluate``, ``bench`` and ``experiment`` sub-commands."""
@@ -36,46 +65,81 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--config", required=True, help="a TOML file or a bundled config name (e.g. tiny-cpu)"
     )
     tr.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-    tr.add_argument("--steps", type=int, default=None, help="override the total number of steps")
-    tr.add_argument("--out", type=Path, default=None, help="override the output folder")
+    tr.add_argument(
+        "--steps", type=_at_least(1), default=None, help="override the total number of steps"
+    )
+    tr.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="override the output folder (one training process at a time: it is locked)",
+    )
     tr.add_argument("--device", default=None, help="override the device (auto, cpu, cuda, …)")
-    tr.add_argument("--seed", type=int, default=None, help="override the seed")
+    tr.add_argument("--seed", type=_at_least(0), default=None, help="override the seed")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     sa = subparsers.add_parser("sample", help="restore test images with a trained checkpoint")
-    sa.add_argument("--checkpoint", type=Path, required=True)
-    sa.add_argument("--steps", type=int, default=5, help="sampling steps (per DRDD stage)")
-    sa.add_argument("--n", type=int, default=8, help="number of test images")
-    sa.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG grid to write")
-    sa.add_argument("--device", default="auto")
+    sa.add_argument(
+        "--checkpoint", type=Path, required=True, help="a .pt file written by drdd-edu train"
+    )
+    sa.add_argument("--steps", type=_at_least(1), default=5, help="sampling steps (per DRDD stage)")
+    sa.add_argument(
+        "--n", type=_at_least(1), default=8, help="number of test images (at most the test split)"
+    )
+    sa.add_argument(
+        "--out",
+        type=Path,
+        default=Path("samples.png"),
+        help=f"image grid to write (default samples.png; {', '.join(IMAGE_SUFFIXES)})",
+    )
+    sa.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, …")
     sa.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    sa.add_argument("--cache-dir", type=Path, default=None, help=_CACHE_HELP)
 
     ev = subparsers.add_parser("evaluate", help="PSNR/SSIM of a checkpoint on held-out images")
-    ev.add_argument("--checkpoint", type=Path, required=True)
+    ev.add_argument(
+        "--checkpoint", type=Path, required=True, help="a .pt file written by drdd-edu train"
+    )
     ev.add_argument("--split", choices=("test",), default="test", help="held-out split")
-    ev.add_argument("--n", type=int, default=32, help="number of images")
-    ev.add_argument("--steps", type=int, default=5, help="sampling steps (per DRDD stage)")
+    ev.add_argument(
+        "--n", type=_at_least(1), default=32, help="number of images (at most the test split)"
+    )
+    ev.add_argument("--steps", type=_at_least(1), default=5, help="sampling steps (per DRDD stage)")
     ev.add_argument(
         "--noise-checkpoint",
         type=Path,
         default=None,
         help="DRDD: a drdd_noise checkpoint to run the full two-stage sampler with",
     )
-    ev.add_argument("--device", default="auto")
-    ev.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON")
+    ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, …")
+    ev.add_argument(
+        "--json", type=Path, default=None, help="also write the metrics to this JSON file"
+    )
+    ev.add_argument("--cache-dir", type=Path, default=None, help=_CACHE_HELP)
 
     be = subparsers.add_parser(
         "bench", help="training throughput (images/s, TFLOP/s, memory) and sampling latency"
     )
-    be.add_argument("--preset", default="tiny")
-    be.add_argument("--size", type=int, default=32)
-    be.add_argument("--batch", type=int, default=16)
-    be.add_argument("--steps", type=int, default=10, help="timed steps")
-    be.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    be.add_argument("--device", default="auto")
-    be.add_argument("--objective", default="pred_res_noise")
-    be.add_argument("--two-networks", action="store_true")
-    be.add_argument("--amp", default="off", choices=("auto", "bf16", "off"))
+    be.add_argument("--preset", default="tiny", help="network preset: tiny (default), small, rddm")
+    be.add_argument("--size", type=_at_least(8), default=32, help="image side (default 32)")
+    be.add_argument("--batch", type=_at_least(1), default=16, help="batch size (default 16)")
+    be.add_argument("--steps", type=_at_least(1), default=10, help="timed steps")
+    be.add_argument("--warmup", type=_at_least(0), default=2, help="untimed steps first")
+    be.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, …")
+    be.add_argument(
+        "--objective",
+        default="pred_res_noise",
+        help="pred_res_noise (default), pred_res, pred_noise, auto_res_noise",
+    )
+    be.add_argument(
+        "--two-networks", action="store_true", help="one UNet per output (pred_res_noise only)"
+    )
+    be.add_argument(
+        "--amp",
+        default="off",
+        choices=("auto", "bf16", "off"),
+        help="autocast: off (default), bf16, auto (bf16 where the GPU supports it)",
+    )
     be.add_argument(
         "--compile",
         action="store_true",
@@ -86,10 +150,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         default="default",
         help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune, …",
     )
-    be.add_argument("--channels-last", action="store_true")
+    be.add_argument(
+        "--channels-last", action="store_true", help="channels_last memory format (GPUs)"
+    )
     be.add_argument(
         "--sampling-steps",
-        type=int,
+        type=_at_least(0),
         default=5,
         help="also time restoring the batch with this many sampler steps (0: skip)",
     )
@@ -104,45 +170,54 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--size", default=None, help="smoke (CI), cpu (laptop CPU) or full (GPU); default smoke"
     )
     ex.add_argument("--smoke", action="store_true", help="the same as --size smoke")
-    ex.add_argument("--results-dir", type=Path, default=Path("data/results"))
+    ex.add_argument(
+        "--results-dir",
+        type=Path,
+        default=Path("data/results"),
+        help="where NAME-SIZE.csv/.json go (default data/results)",
+    )
     ex.add_argument(
         "--figures-dir", type=Path, default=None, help="default $DRDD_EDU_FIGURES or figures/"
     )
-    ex.add_argument("--runs-dir", type=Path, default=Path("runs/experiments"))
-    ex.add_argument("--device", default="auto")
-    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs/experiments"),
+        help="the trained networks' run folders, reused when finished (default runs/experiments)",
+    )
+    ex.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    ex.add_argument("--seed", type=_at_least(0), default=0, help="training seed (default 0)")
     ex.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def dispatch(args: argparse.Namespace) -> int | None:
-    """Run a command added by :func:`add_commands`; None if ``args.command`` is not one."""
-    command = getattr(args, "command", None)
-    if command in ("train", "sample", "evaluate", "experiment", "bench"):
-        from .checkpoint import CheckpointError
+    """Run a command added by :func:`add_commands`; None if ``args.command`` is not one.
 
-        run = {
-            "train": _train,
-            "sample": _sample,
-            "evaluate": _evaluate,
-            "experiment": _experiment,
-            "bench": _bench,
-        }[command]
-        expected: tuple[type[BaseException], ...] = (
-            CheckpointError,
-            FileExistsError,
-            FileNotFoundError,
-            FloatingPointError,  # a diverged training run (its last checkpoint is kept)
-            ValueError,
-        )
-        if command == "experiment":  # e.g. the GPU size on a machine without CUDA
-            expected = (*expected, RuntimeError)
-        try:
-            return run(args)
-        except expected as err:
-            # expected user-facing failures: one clear line instead of a traceback
-            print(f"drdd-edu {command}: error: {type(err).__name__}: {err}", file=sys.stderr)
-            return 2
-    return None
+    Errors propagate: the entry points (:func:`drdd_edu.cli.main`, :func:`main`) turn the
+    user-facing ones into one line and exit status 2."""
+    run = {
+        "train": _train,
+        "sample": _sample,
+        "evaluate": _evaluate,
+        "experiment": _experiment,
+        "bench": _bench,
+    }.get(getattr(args, "command", None))
+    return None if run is None else run(args)
+
+
+def _check_output_file(path: Path | None, option: str, example: str) -> None:
+    """Refuse an output path that is a folder, or lies under a file, before any work is done."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give a file name such as {path / example}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(
+                    f"{parent} is a file, not a folder: {option} {path} cannot be written"
+                )
+            return
 
 
 def _write_json(path: Path | None, data: dict[str, Any]) -> None:
@@ -171,6 +246,16 @@ def _train(args: argparse.Namespace) -> int:
         overrides["progress"] = False
     cfg = load_config(args.config, **overrides)
     trainer = Trainer(cfg, resume=args.resume)
+    if trainer.step >= cfg.steps:  # a resumed run that is already there: say so, train nothing
+        trainer.close()
+        if trainer.dist.is_main:
+            print(
+                f"nothing to train: {cfg.output_dir} is already at step {trainer.step} "
+                f"(from {trainer.resumed_from}), and {cfg.steps} steps were asked for; "
+                "pass a larger --steps to train further",
+                flush=True,
+            )
+        return 0
     if trainer.dist.is_main:
         where = f" (resumed at step {trainer.step})" if trainer.step else ""
         print(f"training {cfg.name} → {cfg.output_dir}{where}", flush=True)
@@ -191,20 +276,45 @@ def _resolve(device: str) -> Any:
     return resolve_device(device)
 
 
-def _test_source(cfg: Any) -> Any:
+def _test_source(cfg: Any, cache_dir: Path | None = None) -> Any:
+    """The held-out test images of a checkpoint's config, read from (or built into) the user's
+    cache: ``cache_dir``, else the default location — never the ``cache_dir`` stored in the
+    checkpoint, which names a folder on the machine that trained it (a checkpoint from
+    elsewhere must not make this command create or write folders there)."""
     from .train import _load_sources
 
-    return _load_sources(cfg.replace(stage="rddm", objective="pred_res"), _resolve("cpu"), False)[1]
+    local = cfg.replace(
+        stage="rddm", objective="pred_res", cache_dir=str(cache_dir) if cache_dir else ""
+    )
+    return _load_sources(local, _resolve("cpu"), False)[1]
+
+
+def _check_images(args: argparse.Namespace, cfg: Any, test: Any) -> None:
+    """``--n`` within the test split, ``--steps`` within the schedule (one line if not)."""
+    if test is not None and args.n > len(test):
+        raise ValueError(
+            f"--n {args.n}: the test split of this checkpoint's data has {len(test)} images; "
+            f"use --n ≤ {len(test)}"
+        )
+    if args.steps > cfg.T:
+        raise ValueError(f"--steps {args.steps} exceeds the schedule's T = {cfg.T} steps")
 
 
 def _sample(args: argparse.Namespace) -> int:
     from .train import model_from_checkpoint, restore_test_images
 
+    out = args.out
+    _check_output_file(out, "--out", "samples.png")
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(
+            f"--out {out}: cannot write a {out.suffix or 'suffix-less'} file; end the name "
+            f"with one of {', '.join(IMAGE_SUFFIXES)}"
+        )
     device = _resolve(args.device)
     model, cfg, ck = model_from_checkpoint(args.checkpoint, use_ema=not args.raw, device=device)
-    clean, start, restored = restore_test_images(
-        model, cfg, _test_source(cfg), args.n, args.steps, device
-    )
+    test = _test_source(cfg, args.cache_dir)
+    _check_images(args, cfg, test)
+    clean, start, restored = restore_test_images(model, cfg, test, args.n, args.steps, device)
     _save_grid([start, restored, clean], args.out)
     print(
         f"wrote {args.out}: {len(clean)} test images from step {ck['step']} "
@@ -229,6 +339,7 @@ def _save_grid(rows: list[Any], path: Path) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from .train import evaluate_model, model_from_checkpoint
 
+    _check_output_file(args.json, "--json", "metrics.json")
     device = _resolve(args.device)
     model, cfg, ck = model_from_checkpoint(args.checkpoint, device=device)
     noise_model = noise_cfg = None
@@ -244,7 +355,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"--noise-checkpoint {args.noise_checkpoint} is a {noise_cfg.stage} checkpoint, "
                 "not a drdd_noise one"
             )
-    test = _test_source(cfg)
+    test = _test_source(cfg, args.cache_dir)
+    _check_images(args, cfg, test)
     metrics = evaluate_model(
         model,
         cfg,
@@ -298,6 +410,7 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    _check_output_file(args.json, "--json", "bench.json")
     result = bench(
         preset=args.preset,
         size=args.size,
@@ -478,19 +591,22 @@ def _time_sampling(tr: Any, sampling_steps: int, repeats: int, sync: Any) -> flo
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from .cli import OneLineArgumentParser, add_debug_option
+
+    parser = OneLineArgumentParser(
         prog="python -m drdd_edu.train_cli", description="train / sample / evaluate / bench"
     )
     add_commands(parser.add_subparsers(dest="command", required=True))
+    add_debug_option(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The standalone entry (also what ``torchrun -m drdd_edu.train_cli`` runs)."""
+    from .cli import run_guarded
+
     args = build_parser().parse_args(argv)
-    result = dispatch(args)
-    if result is None:  # pragma: no cover - argparse rejects unknown commands
-        raise AssertionError(f"unhandled command {args.command}")
-    return result
+    return run_guarded(args, lambda: dispatch(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,7 +4,11 @@ Run folders are ``{runs_dir}/{size}/{run_name}``; a run is *finished* when its f
 checkpoint of its last step. A finished run whose stored config equals the wanted one (up to
 :data:`IGNORED_KEYS`, which do not change the weights) is reused without training; an
 interrupted one is resumed; a folder written with another config raises
-:class:`RunConfigMismatch` (never silently reused).
+:class:`RunConfigMismatch` (never silently reused). Like ``drdd-edu train``, a run folder is
+locked (:class:`~drdd_edu.checkpoint.RunLock`) while it is checked and trained: a second process
+(another ``drdd-edu experiment`` sharing ``runs_dir``) gets
+:class:`~drdd_edu.checkpoint.RunLockedError` naming the holder instead of training the same
+network into the same folder.
 
 Networks (SPEC, "The experiments API"; DRDD §3, RDDM §3):
 
@@ -183,16 +187,20 @@ def ensure_run(cfg: TrainConfig, run_dir: str | Path, progress: bool = False) ->
     """Train ``cfg`` into ``run_dir`` unless a finished run with the same config is there.
 
     Returns a :class:`RunRecord`; ``reused`` is True when no optimisation step was taken.
-    Raises :class:`RunConfigMismatch` when ``run_dir`` holds a run with another config.
+    Raises :class:`RunConfigMismatch` when ``run_dir`` holds a run with another config, and
+    :class:`~drdd_edu.checkpoint.RunLockedError` when another process holds ``run_dir``.
     """
     run_dir = Path(run_dir)
     cfg = cfg.replace(out_dir=str(run_dir))
     t0 = time.perf_counter()
-    found = _stored_config_check(run_dir, cfg)
-    if found is not None and found[0] == cfg.steps:
-        return RunRecord(cfg.name, run_dir, found[1], cfg.steps, True, time.perf_counter() - t0)
-    trainer = Trainer(cfg, resume=found is not None)
-    trainer.run(progress=progress, leave=False)  # a nested bar: the experiment has its own
+    # one lock over check + training (the Trainer shares it: same process)
+    with ckpt_io.RunLock.acquire(run_dir):
+        found = _stored_config_check(run_dir, cfg)
+        if found is not None and found[0] == cfg.steps:
+            wall = time.perf_counter() - t0
+            return RunRecord(cfg.name, run_dir, found[1], cfg.steps, True, wall)
+        trainer = Trainer(cfg, resume=found is not None)
+        trainer.run(progress=progress, leave=False)  # a nested bar: the experiment has its own
     path = ckpt_io.checkpoint_path(run_dir / "checkpoints", cfg.steps)
     if not path.is_file():  # pragma: no cover - the trainer always saves the last step
         raise RuntimeError(f"training {cfg.name} ended without its final checkpoint {path}")
