@@ -211,7 +211,7 @@ def test_run_progress_bar_option(cache_dir, capsys):
 
 
 def test_per_sample_crop():
-    from drdd_edu.train import _crop
+    from drdd_edu.train.batches import _crop
 
     x = torch.randn(3, 2, 6, 6)
     top, left = torch.tensor([0, 2, 1]), torch.tensor([1, 0, 2])
@@ -559,7 +559,9 @@ def test_add_commands_and_dispatch():
 
 def test_evaluation_images_are_spread_over_the_test_split():
     # the test split is ordered by source photo: evaluation must not take only its first n pairs
-    from drdd_edu.train import TrainConfig, _Source, _test_batches
+    from drdd_edu.train import TrainConfig
+    from drdd_edu.train.batches import _Source
+    from drdd_edu.train.evaluation import _test_batches
 
     N, S = 10, 8
     clean = torch.arange(N, dtype=torch.uint8).view(N, 1, 1, 1).expand(N, 3, S, S).contiguous()

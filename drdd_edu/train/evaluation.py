@@ -1,0 +1,232 @@
+"""Evaluating a trained network: restoring held-out test images, PSNR/SSIM, loading a
+checkpoint's network."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .. import checkpoint as ckpt_io
+from ..diffusion import (
+    from_model_range,
+    to_model_range,
+)
+from ..nn import ResidualDenoiser, build_model
+from ..samplers import sample, sample_drdd, timestep_pairs
+from ..schedules import Schedule
+from .batches import _STREAM_EVAL, step_seed
+from .config import TrainConfig
+from .distributed import resolve_device
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def centre_crop(x: Tensor, size: int | None) -> Tensor:
+    """The central ``size``² window of images x (..., H, W) (x itself when ``size`` is None or
+    already H); patches smaller than ``size`` raise ``ValueError``."""
+    if size is None or x.shape[-1] == size:
+        return x
+    if x.shape[-1] < size:
+        raise ValueError(f"test patches are {x.shape[-1]}² but image_size is {size}")
+    off = (x.shape[-1] - size) // 2
+    return x[..., off : off + size, off : off + size]
+
+
+def _test_batches(test_src: Any, cfg: TrainConfig, n: int, device: torch.device) -> list[Any]:
+    """Fixed test images: ``n`` test pairs spread evenly over the test split (all of them when
+    ``n`` ≥ its size; the split is ordered by source photo, so its first ``n`` pairs would all
+    come from one photo), or synthetic pairs; centre-cropped."""
+    S = cfg.image_size
+    if test_src is None:
+        g = torch.Generator().manual_seed(step_seed(cfg.seed, _STREAM_EVAL, 0))
+        clean = torch.rand((n, 3, S, S), generator=g)
+        deg = (clean + 0.1 * torch.randn((n, 3, S, S), generator=g)).clamp(0, 1)
+    else:
+        total = len(test_src.clean)
+        idx = torch.linspace(0, total - 1, n).round().long() if n < total else torch.arange(total)
+        clean = centre_crop(test_src.clean[idx].float() / 255.0, S)
+        deg = centre_crop(test_src.degraded[idx].float() / 255.0, S)
+    bs = max(1, cfg.batch_size)
+    return [
+        (clean[i : i + bs].to(device), deg[i : i + bs].to(device)) for i in range(0, len(clean), bs)
+    ]
+
+
+@torch.no_grad()
+def restore_test_images(
+    model: ResidualDenoiser,
+    cfg: TrainConfig,
+    test_src: Any,
+    n_images: int = 16,
+    sampling_steps: int = 5,
+    device: torch.device | str = "cpu",
+    schedule: Schedule | None = None,
+    noise_model: ResidualDenoiser | None = None,
+    noise_cfg: TrainConfig | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Restore the first ``n_images`` held-out test images with the config's stage.
+
+    * ``rddm``: :func:`~drdd_edu.samplers.sample` with ``sampling_steps`` steps (an
+      ``auto_res_noise`` network is built as ``pred_res`` and so sampled as SM-Res).
+    * ``drdd_residual`` with ``noise_model``: the full DRDD sampler
+      (:func:`~drdd_edu.samplers.sample_drdd`, ``sampling_steps`` steps per stage); without
+      one, only the residual stage runs and the injected noise σ·z is then subtracted
+      (an oracle denoiser): this scores the residual network alone.
+    * ``drdd_noise``: denoise the clean test images after adding noise of strength σ.
+
+    Sampling noise comes from a generator seeded by the config's seed (repeatable).
+
+    Returns:
+        ``(clean, start, restored)``, each (n_images, 3, S, S) on [0, 1]: the targets, the
+        network's input (degraded, or noisy for ``drdd_noise``; clamped) and the output.
+    """
+    if cfg.generation:
+        raise ValueError(
+            "a generation config (I_in = 0) has no paired test targets: sample it with "
+            "drdd_edu.samplers.sample(model, zeros, schedule, steps) instead"
+        )
+    device = torch.device(device)
+    sch = schedule or cfg.make_schedule()
+    sigma = cfg.noise_strength
+    was_training = model.training
+    model.eval()
+    g = torch.Generator(device=device).manual_seed(step_seed(cfg.seed, _STREAM_EVAL, 1))
+    cleans, starts, outs = [], [], []
+    for clean01, deg01 in _test_batches(test_src, cfg, n_images, device):
+        x0, x_in = to_model_range(clean01), to_model_range(deg01)
+        start = deg01
+        if cfg.stage == "rddm":
+            out = sample(model, x_in, sch, sampling_steps, mode=model.mode, generator=g)
+        elif cfg.stage == "drdd_noise":
+            noisy = x0 + sigma * torch.randn(x0.shape, generator=g, device=device)
+            out = sample_drdd(
+                lambda x, t, xi: torch.zeros_like(x),  # no residual: the noise stage alone
+                model,
+                noisy,
+                sch,
+                sch,
+                residual_steps=1,
+                noise_steps=sampling_steps,
+                noise_strength=sigma,
+                x_start=noisy,
+            )
+            start = from_model_range(noisy)
+        elif noise_model is not None:
+            nsch = noise_cfg.make_schedule() if noise_cfg else sch
+            out = sample_drdd(
+                model,
+                noise_model,
+                x_in,
+                sch,
+                nsch,
+                residual_steps=sampling_steps,
+                noise_steps=sampling_steps,
+                noise_strength=sigma,
+                generator=g,
+            )
+        else:  # residual stage alone, then subtract the known injected noise
+            z = torch.randn(x0.shape, generator=g, device=device)
+            x = x_in + sigma * z
+            for t, s in timestep_pairs(sch.T, sampling_steps):
+                a_t = float(sch.alphas_cumsum[t])
+                a_s = float(sch.alphas_cumsum[s]) if s >= 0 else 0.0
+                tt = torch.full((x.shape[0],), t, dtype=torch.long, device=device)
+                x = x - (a_t - a_s) * model(x, tt, x_in)  # (R3) at fixed noise σ
+            out = x - sigma * z
+        cleans.append(clean01)
+        starts.append(start.clamp(0, 1))
+        outs.append(from_model_range(out.float()))
+    model.train(was_training)
+    return torch.cat(cleans), torch.cat(starts), torch.cat(outs)
+
+
+def evaluate_model(
+    model: ResidualDenoiser,
+    cfg: TrainConfig,
+    test_src: Any,
+    n_images: int = 16,
+    sampling_steps: int = 5,
+    device: torch.device | str = "cpu",
+    schedule: Schedule | None = None,
+    noise_model: ResidualDenoiser | None = None,
+    noise_cfg: TrainConfig | None = None,
+) -> dict[str, float]:
+    """Mean PSNR (dB) and SSIM of :func:`restore_test_images`' output against the clean
+    targets (``psnr``, ``ssim``) and of the unrestored input (``psnr_in``, ``ssim_in``)."""
+    from ..metrics import psnr, ssim
+
+    clean, start, restored = restore_test_images(
+        model, cfg, test_src, n_images, sampling_steps, device, schedule, noise_model, noise_cfg
+    )
+    return {
+        "psnr": float(psnr(restored, clean).mean()),
+        "ssim": float(ssim(restored, clean).mean()),
+        "psnr_in": float(psnr(start, clean).mean()),
+        "ssim_in": float(ssim(start, clean).mean()),
+    }
+
+
+def model_from_checkpoint(
+    path: str | os.PathLike, use_ema: bool = True, device: str | torch.device = "cpu"
+) -> tuple[ResidualDenoiser, TrainConfig, dict[str, Any]]:
+    """Rebuild the network of a checkpoint and load its EMA (or raw) weights.
+
+    Returns ``(model in eval mode, its TrainConfig, the checkpoint dict)``.
+    """
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    ck = ckpt_io.load_checkpoint(path, map_location=device)
+    try:
+        cfg = TrainConfig.from_dict(ck["config_dict"])
+    except (ValueError, TypeError) as err:
+        raise ckpt_io.CheckpointError(f"checkpoint {path} holds an invalid config: {err}") from err
+    model = build_model(
+        cfg.preset,
+        objective=cfg.model_objective,  # type: ignore[arg-type]
+        two_networks=cfg.two_networks,
+        conditioned=cfg.conditioned,
+        time_mode=cfg.time_mode,  # type: ignore[arg-type]
+        schedule=cfg.make_schedule(),
+    ).to(device)
+    key = "ema" if use_ema else "model"
+    try:
+        model.load_state_dict(ck[key])
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
+        why = _weights_mismatch(model, ck[key]) or f"{type(err).__name__}"
+        raise ckpt_io.CheckpointError(
+            f"checkpoint {path}: its {key} weights do not fit the network its config describes "
+            f"(preset {cfg.preset!r}, objective {cfg.objective!r}, stage {cfg.stage!r}): {why}; "
+            "it was edited or written by another drdd_edu version: use a checkpoint written "
+            "by this version's drdd-edu train"
+        ) from err
+    return model.eval(), cfg, ck
+
+
+def _weights_mismatch(module: nn.Module, state: Any) -> str | None:
+    """One line saying how ``state`` (a stored state dict) differs from ``module``'s own (tensor
+    shapes, missing and unexpected names), or None when it would load."""
+    if not isinstance(state, Mapping):
+        return f"the stored weights are a {type(state).__name__}, not a dict of tensors"
+    own = module.state_dict()
+    shape = [
+        k
+        for k in own
+        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)
+    ]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    parts = []
+    if shape:
+        k = shape[0]
+        parts.append(
+            f"{len(shape)} tensors differ in shape (e.g. {k}: stored "
+            f"{tuple(getattr(state[k], 'shape', ()))}, network {tuple(own[k].shape)})"
+        )
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    return "; ".join(parts) or None
