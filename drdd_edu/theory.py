@@ -8,7 +8,23 @@ DRDD (§4.5, App. A.5) trades *harmonisation* against *corruption*:
 
 with Ã, B̃ min-max normalised over the σ grid, RBF-kernel MMD, each averaged over R draws.
 The paper reports σ* ≈ 1.1–1.2 (λ = 0.5, All-in-One-5) but leaves open the kernel bandwidth,
-the feature space, R and the grid; :func:`noise_objective` makes each an explicit argument.
+the feature space, R, the grid and whether "MMD" means MMD² or its square root;
+:func:`noise_objective` makes each an explicit argument (``statistic="mmd2"`` by default).
+
+**Why the statistic matters: the high-dimension model.** For an RBF kernel of bandwidth h in D
+dimensions and isotropic noise, E_n exp(−‖δ + n‖²/(2h²)) = (1 + τ)^{−D/2}·exp(−‖δ‖²/(2h²(1 + τ)))
+with τ = 2σ_f²/h² when both points are noisy (n ~ N(0, 2σ_f² I)) and τ = σ_f²/h² when one is.
+When D is large and D·σ_f²/h² = O(1) (the median heuristic gives h² ≈ 2·D·v̄), the exponent's
+change is O(1/D): every noisy–noisy kernel term is multiplied by one *common* factor
+c(σ) = (1 + 2σ_f²/h²)^{−D/2} (:func:`noise_kernel_factor`), every noisy–clean term by
+(1 + σ_f²/h²)^{−D/2} = √c·(1 + O(D σ_f⁴/h⁴)), clean–clean terms by 1. With u = √c(σ):
+
+    MMD²(P_s^σ, P_t^σ) = u²·MMD²(P_s, P_t),   MMD²(P_s^σ, P_s) = K̄_ss·(1 − u)²             (T3)
+
+(K̄_ss = E k(x, x′), x, x′ ~ P_s independent). With the square root, A ∝ u and B ∝ 1 − u, so
+Ã + B̃ = 1 and J(σ; ½) ≡ ½: flat, σ* is noise. With MMD², A ∝ u², B ∝ (1 − u)², and with U = u at
+the grid's end, dJ/du = 0 gives u* = (1 − λ)(1 + U)/(1 + U − 2λU), i.e. u* = (1 + U)/2 at λ = ½
+(:func:`mmd2_minimiser`).
 
 :func:`gaussian_objective` is a closed-form model of the same trade-off. Assumptions: in
 feature space (dimension D) each domain is an isotropic Gaussian N(μ_k, s_k²·I); noise adds
@@ -34,10 +50,15 @@ from .harmonize import FeatureExtractor, PixelFeatures, features_at_noise
 from .metrics import median_bandwidth, mmd2
 
 __all__ = [
+    "STATISTICS",
     "ObjectiveCurves",
     "minmax",
     "objective_from_curves",
     "noise_objective",
+    "bootstrap_sigma_star",
+    "noise_kernel_factor",
+    "common_factor_curves",
+    "mmd2_minimiser",
     "GaussianStats",
     "gaussian_stats",
     "gaussian_mmd2",
@@ -94,9 +115,19 @@ def objective_from_curves(
     )
 
 
-def _mmd(x: Tensor, y: Tensor, h: float) -> float:
-    """MMD = sqrt(max(unbiased MMD², 0))."""
-    return float(mmd2(x, y, bandwidth=h).clamp_min(0).sqrt())
+STATISTICS = ("mmd2", "mmd")
+
+
+def _check_statistic(statistic: str) -> None:
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
+
+
+def _discrepancy(x: Tensor, y: Tensor, h: float, statistic: str) -> float:
+    """``"mmd2"``: the unbiased MMD²_u (may be slightly negative; E = MMD²);
+    ``"mmd"``: sqrt(max(MMD²_u, 0))."""
+    d2 = mmd2(x, y, bandwidth=h)
+    return float(d2) if statistic == "mmd2" else float(d2.clamp_min(0).sqrt())
 
 
 def noise_objective(
@@ -109,6 +140,7 @@ def noise_objective(
     extractor: FeatureExtractor | None = None,
     seed: int = 0,
     progress: bool = True,
+    statistic: str = "mmd2",
 ) -> ObjectiveCurves:
     """Measure A(σ), B(σ) and J(σ; λ) of (T1) on images.
 
@@ -122,11 +154,17 @@ def noise_objective(
             every σ (the reading under which A falls and B rises); ``"median"`` — recomputed
             at every σ; or a number.
         extractor: features (default pixels, 2×2 average-pooled).
+        seed: seeds the random halves of the source and every noise draw.
+        progress: show a progress bar over the σ grid.
+        statistic: ``"mmd2"`` — A and B are the unbiased MMD²_u (the standard statistic; J has
+            an interior minimum, (T3)); ``"mmd"`` — sqrt(max(MMD²_u, 0)) (J ≈ flat at λ = ½).
+
     B compares noisy and clean *different random halves* of the source so that no image is
     compared with its own noisy copy (which would bias the unbiased estimator).
     """
     from tqdm.auto import tqdm
 
+    _check_statistic(statistic)
     if repeats < 1:
         raise ValueError(f"repeats must be ≥ 1, got {repeats}")
     if source01.shape[0] < 4 or target01.shape[0] < 2:
@@ -165,8 +203,8 @@ def noise_objective(
                 raise ValueError(
                     f"bandwidth must be 'fixed', 'median' or a number, got {bandwidth!r}"
                 )
-            a_vals.append(_mmd(fs, ft, h))
-            b_vals.append(_mmd(fa, clean_src_b, h))
+            a_vals.append(_discrepancy(fs, ft, h, statistic))
+            b_vals.append(_discrepancy(fa, clean_src_b, h, statistic))
         A.append(np.mean(a_vals))
         B.append(np.mean(b_vals))
     choices = {
@@ -174,10 +212,100 @@ def noise_objective(
         "h_fixed": h_fixed,
         "features": repr(extractor),
         "repeats": repeats,
+        "statistic": statistic,
         "n_source": int(source01.shape[0]),
         "n_target": int(target01.shape[0]),
     }
     return objective_from_curves(sigmas, A, B, lam, choices)
+
+
+def bootstrap_sigma_star(
+    sigmas: Sequence[float],
+    A_draws: np.ndarray,
+    B_draws: np.ndarray,
+    lam: float = 0.5,
+    n_boot: int = 400,
+    seed: int = 0,
+) -> np.ndarray:
+    """σ* of (T1) for independent draws resampled with replacement.
+
+    Args:
+        sigmas: the σ grid, shape (S,).
+        A_draws, B_draws: A and B of R independent draws (images and noise), shape (R, S).
+        lam: λ of (T1).
+        n_boot: number of bootstrap resamples.
+        seed: seeds the resampling (numpy ``default_rng``).
+
+    Returns:
+        shape (n_boot,): σ* of J built from the mean A and B of each resample of R draws.
+    """
+    A_draws, B_draws = np.atleast_2d(A_draws), np.atleast_2d(B_draws)
+    if A_draws.shape != B_draws.shape or A_draws.shape[1] != len(sigmas):
+        raise ValueError(
+            f"A_draws and B_draws must both be (R, {len(sigmas)}), got {A_draws.shape}, {B_draws.shape}"
+        )
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be ≥ 1, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    r = A_draws.shape[0]
+    stars = np.empty(n_boot)
+    for i in range(n_boot):
+        idx = rng.integers(0, r, r)
+        stars[i] = objective_from_curves(
+            sigmas, A_draws[idx].mean(0), B_draws[idx].mean(0), lam
+        ).sigma_star
+    return stars
+
+
+# ----------------------------------------------------------------------------- high dimension
+
+
+def noise_kernel_factor(
+    sigma_feature: float | np.ndarray, bandwidth: float, dim: int, sides: int = 2
+) -> float | np.ndarray:
+    """The common factor (T3) by which noise scales an RBF kernel value in high dimension.
+
+    E_n k(x + n₁, y + n₂) = (1 + τ)^{−D/2}·exp(−‖x − y‖²/(2h²(1 + τ))), τ = sides·σ_f²/h²; the
+    exponent's change is O(τ·‖x − y‖²/h²) = O(1/D) when h² ∝ D, so to leading order every pair
+    is scaled by (1 + τ)^{−D/2}, returned here.
+
+    Args:
+        sigma_feature: noise std per feature dimension σ_f (σ/p for p×p pooled pixels); any shape.
+        bandwidth: the kernel's h > 0.
+        dim: the feature dimension D ≥ 1.
+        sides: 2 when both arguments are noisy (c(σ)), 1 when one is (≈ √c(σ)).
+    """
+    if bandwidth <= 0 or dim < 1 or sides not in (1, 2):
+        raise ValueError(
+            f"need bandwidth > 0, dim ≥ 1, sides 1 or 2; got {bandwidth}, {dim}, {sides}"
+        )
+    sf = np.asarray(sigma_feature, dtype=float)
+    out = (1.0 + sides * sf**2 / bandwidth**2) ** (-0.5 * dim)
+    return float(out) if out.ndim == 0 else out
+
+
+def common_factor_curves(u: np.ndarray, statistic: str = "mmd2") -> tuple[np.ndarray, np.ndarray]:
+    """A and B of (T3) up to constant factors, for u = √c(σ) on a grid (shape (S,) each).
+
+    ``"mmd2"``: A = u², B = (1 − u)²; ``"mmd"``: A = u, B = 1 − u. Constant factors (MMD²(P_s, P_t),
+    K̄_ss) drop out of the min-max normalisation, so these give J exactly in the model.
+    """
+    _check_statistic(statistic)
+    u = np.asarray(u, dtype=float)
+    return (u**2, (1 - u) ** 2) if statistic == "mmd2" else (u.copy(), 1 - u)
+
+
+def mmd2_minimiser(U: float, lam: float = 0.5) -> float:
+    """u* = argmin over u ∈ [U, 1] of J for MMD² in the model (T3): (1 − λ)(1 + U)/(1 + U − 2λU).
+
+    With Ã = (u² − U²)/(1 − U²) and B̃ = (1 − u)²/(1 − U)², dJ/du = 0 ⇔ λu(1 − U) = (1 − λ)(1 − u)(1 + U);
+    J is convex in u, so this is the minimum; at λ = ½ it is u* = (1 + U)/2.
+    """
+    if not 0.0 <= U < 1.0:
+        raise ValueError(f"U = √c(σ_max) must lie in [0, 1), got {U}")
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must lie in [0, 1], got {lam}")
+    return float((1 - lam) * (1 + U) / (1 + U - 2 * lam * U))
 
 
 # ----------------------------------------------------------------------------- Gaussian model
@@ -233,19 +361,22 @@ def gaussian_objective(
     sigmas: Sequence[float],
     bandwidth: float,
     lam: float = 0.5,
+    statistic: str = "mmd2",
 ) -> ObjectiveCurves:
-    """(T1) under the Gaussian model: A(σ) = MMD(N_s^σ, N_t^σ), B(σ) = MMD(N_s^σ, N_s).
+    """(T1) under the Gaussian model: A(σ) = MMD²(N_s^σ, N_t^σ), B(σ) = MMD²(N_s^σ, N_s)
+    (``statistic="mmd2"``), or their square roots (``"mmd"``).
 
     σ is the noise std *in feature space*. For :class:`~drdd_edu.harmonize.PixelFeatures`
     with ``pool = p`` (p×p average pooling of pixels that each got N(0, σ²) noise) pass
     σ/p, not the pixel-space σ that :func:`noise_objective` uses.
     """
+    _check_statistic(statistic)
     sig = np.asarray(sigmas, dtype=float)
-    A = [max(gaussian_mmd2(source, target, bandwidth, s, s), 0.0) ** 0.5 for s in sig]
-    B = [max(gaussian_mmd2(source, source, bandwidth, s, 0.0), 0.0) ** 0.5 for s in sig]
-    return objective_from_curves(
-        sig, A, B, lam, {"model": "isotropic Gaussian", "bandwidth": bandwidth, "dim": source.dim}
-    )
+    power = 1.0 if statistic == "mmd2" else 0.5
+    A = [max(gaussian_mmd2(source, target, bandwidth, s, s), 0.0) ** power for s in sig]
+    B = [max(gaussian_mmd2(source, source, bandwidth, s, 0.0), 0.0) ** power for s in sig]
+    choices = {"model": "isotropic Gaussian", "bandwidth": bandwidth, "dim": source.dim}
+    return objective_from_curves(sig, A, B, lam, {**choices, "statistic": statistic})
 
 
 def kl_isotropic_gaussians(p: GaussianStats, q: GaussianStats, sigma: float = 0.0) -> float:

@@ -72,6 +72,7 @@ from drdd_edu.data import build_all_in_one5
 from drdd_edu.degradations import TASKS
 from drdd_edu.notebook import figures_dir, is_smoke, pick, report_runtime, savefig, seed_everything
 from drdd_edu.train import Trainer, load_config
+from drdd_edu.verdicts import seed_verdict, verdict
 
 START = time.perf_counter()
 print("smoke size" if is_smoke() else "full size")
@@ -82,6 +83,7 @@ FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # the paper's paired-data fractions
 METHODS = ("rddm", "drdd")
 EXPERIMENT = "data-efficiency"
 SHIPPED_SIZES = ("full", "cpu")  # shipped results we look for, best first
+MAX_SEEDS = 10  # shipped seeds we look for: 0, 1, … (`drdd-edu experiment … --seed N`)
 RUN_SMOKE = pick(False, True)  # the smoke-size experiment always runs under the test harness
 
 # %% [markdown]
@@ -298,11 +300,17 @@ for size in SHIPPED_SIZES:
     shipped = load_results(EXPERIMENT, size, results_dir=REPO_ROOT / "data" / "results")
     if shipped is not None:
         break
+shipped_seeds = []  # every shipped seed of that size (the first is `shipped` itself)
 if shipped is not None:
     print(f"shipped results: {shipped.csv_path} ({shipped.size} size)")
     print("reproduce with:", shipped.meta.get("command", "?"))
-    check_rows(shipped.rows, {float(r["fraction"]) for r in shipped.rows})
-    show(shipped.rows, f"{shipped.size} size")
+    for seed in range(MAX_SEEDS):
+        res_seed = load_results(EXPERIMENT, shipped.size, REPO_ROOT / "data" / "results", seed=seed)
+        if res_seed is not None:
+            check_rows(res_seed.rows, {float(r["fraction"]) for r in res_seed.rows})
+            show(res_seed.rows, f"{shipped.size} size, seed {seed}")
+            shipped_seeds.append(res_seed)
+    assert shipped_seeds and shipped_seeds[0].rows == shipped.rows
 else:
     print(
         "no shipped data-efficiency results in data/results/ — the smoke run below is all we have"
@@ -356,12 +364,48 @@ if RUN_SMOKE or shipped is None:
 #
 # PSNR and SSIM (average over the five tasks) against the paired fraction, for the best results
 # available: shipped ones if present, else the smoke run. Thin lines are the individual tasks.
+#
+# **Against doing nothing.** A restorer is only worth comparing if it beats returning its degraded
+# input unchanged. The data-efficiency table does not store the input's scores, so we compute
+# them: `evaluate_per_task` with the identity as restorer, on the same data, size, seed and
+# stratified test patches as the experiment (the patch choice depends only on these, not on the
+# method). Where the coupled experiment's shipped table exists at the same size and seed, its
+# `psnr_in` / `ssim_in` columns were measured on the same patches and must match ours (to 1e-6).
 
 # %%
+from drdd_edu.experiments import evaluate_per_task, get_size
+
 result = shipped if shipped is not None else smoke
 assert result is not None
 rows = result.rows
 fracs = sorted({float(r["fraction"]) for r in rows})
+size_settings = get_size(result.size)
+eval_data = build_all_in_one5(
+    size=size_settings.image_size,
+    seed=0,
+    max_patches_per_image=size_settings.max_patches_per_image or None,
+    progress=False,
+)
+baseline = evaluate_per_task(
+    lambda x_in, g: x_in,  # do nothing: the degraded input is the "restoration"
+    eval_data,
+    size_settings.n_per_task,
+    seed=result.seed,
+    image_size=size_settings.image_size,
+)["average"]
+print(
+    f"input (do nothing), {result.size} size: PSNR {baseline['psnr']:.2f} dB, SSIM {baseline['ssim']:.3f}"
+)
+# the identity through [0, 1] → [−1, 1] → [0, 1] scores like the input itself (float32 rounding only)
+assert abs(baseline["psnr"] - baseline["psnr_in"]) < 1e-3
+assert abs(baseline["ssim"] - baseline["ssim_in"]) < 1e-5
+assert int(baseline["n"]) == int(table(rows, "n")["drdd"][1.0])  # the same number of test patches
+coupled = load_results("coupled", result.size, REPO_ROOT / "data" / "results", seed=result.seed)
+if coupled is not None:
+    avg_in = next(r for r in coupled.rows if r["task"] == "average")
+    assert abs(float(avg_in["psnr_in"]) - baseline["psnr_in"]) < 1e-6
+    assert abs(float(avg_in["ssim_in"]) - baseline["ssim_in"]) < 1e-6
+    print("matches the coupled experiment's input scores (same patches)")
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
 colours = {"drdd": "C0", "rddm": "C3"}
 for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
@@ -384,6 +428,7 @@ for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
                 lw=0.6,
                 alpha=0.35,
             )
+    ax.axhline(baseline[metric], color="0.4", ls="--", lw=1.2, label="input (do nothing)")
     ax.set(
         xlabel="paired training data (%)",
         ylabel=metric.upper() + (" (dB)" if metric == "psnr" else ""),
@@ -397,36 +442,62 @@ plt.show()
 assert p.stat().st_size < 400_000
 
 # %% [markdown]
-# ## 6. Reading it honestly
+# ## 6. Reading it honestly: a verdict from the seed spread
 #
-# The printed verdict below is computed from the table, not written in advance: the relative SSIM
-# change from 100 % to the smallest fraction for each method, next to the paper's. For a smoke
-# run, read it as "the pipeline works"; the networks have seen a few hundred images each and the
-# differences are within run-to-run noise. For shipped CPU-size results, keep three differences to
-# the paper in mind: our networks are 0.24 M parameters instead of 36 M + ADM; our noise network
-# is trained from scratch on about a hundred clean patches, not pretrained on natural images; and
-# our test set has 180 patches, so an SSIM difference of 0.005 is not meaningful on its own.
+# The paper's claim, as a number: the *difference* of the relative SSIM changes from 100 % to 25 %
+# of the pairs, $d = \Delta_\text{DRDD} - \Delta_\text{RDDM}$ (paper: $-0.42\,\% - (-1.38\,\%) = +0.96\,\%$;
+# $d > 0$ means DRDD loses less). One run gives one $d$, and one difference says nothing until it is
+# compared with how much $d$ changes when only the seed changes (all networks retrained). So we
+# compute $d$ for **every shipped seed** and let `verdicts.seed_verdict` decide: *agrees* if the mean
+# of $d$ exceeds 2 standard errors (SE = std/√n), *does not* if it is below −2 SE, *cannot tell*
+# otherwise — and always *cannot tell* with fewer than 3 seeds, because the spread of two numbers is
+# not an error bar. For a smoke run (networks trained for seconds) there is one seed and nothing to
+# conclude. Three more differences to the paper to keep in mind: our networks are 0.24 M
+# parameters instead of 36 M + ADM; our noise network is trained from scratch on about a hundred
+# clean patches, not pretrained on natural images; and our test set has 160 patches.
 
 # %%
 lo = min(fracs)
-ss = table(rows, "ssim")
-ours = {m: relative_change(ss[m][1.0], ss[m][lo]) for m in METHODS}
-paper = {m: -drop[m] for m in METHODS}
-for m in METHODS:
+paper_d = -drop["drdd"] + drop["rddm"]
+runs = shipped_seeds if shipped is not None else [smoke]
+diffs = []
+for run in runs:
+    ss_run = table(run.rows, "ssim")
+    ours = {m: relative_change(ss_run[m][1.0], ss_run[m][lo]) for m in METHODS}
+    diffs.append(ours["drdd"] - ours["rddm"])
     print(
-        f"{m.upper():5s}: SSIM change 100 % → {lo:.0%}: ours ({result.size}) {ours[m]:+.2%}, "
-        f"paper (100 % → 25 %) {paper[m]:+.2%}"
+        f"seed {run.seed}: SSIM change 100 % → {lo:.0%}: DRDD {ours['drdd']:+.2%}, "
+        f"RDDM {ours['rddm']:+.2%}; d = {diffs[-1]:+.2%}"
     )
-if result.size == "smoke":
-    verdict = "networks trained for seconds — no conclusion either way about the paper's claim"
-elif ours["drdd"] > ours["rddm"]:
-    verdict = "DRDD loses less SSIM than RDDM when pairs are removed — the paper's direction"
-else:
-    verdict = "DRDD does NOT lose less SSIM than RDDM here — the paper's claim is not reproduced"
-print(f"{result.size} size: {verdict}.")
-better_everywhere = all(ss["drdd"][f] > ss["rddm"][f] for f in fracs)
-print(f"DRDD's average SSIM above RDDM's at every fraction: {better_everywhere}")
-assert all(math.isfinite(v) for v in ours.values())
+sv = seed_verdict(diffs)
+print(f"paper: d = {paper_d:+.2%} (DRDD −{drop['drdd']:.2%}, RDDM −{drop['rddm']:.2%})")
+print(
+    f"ours ({result.size} size, {sv.n} seed(s)): d = {sv.mean:+.2%} ± {sv.se:.2%} (SE) "
+    f"→ {sv.verdict} ({sv.reason})"
+)
+assert abs(paper_d - 0.0096) < 0.0003
+assert all(math.isfinite(v) for v in diffs) and sv.n == len(runs)
+if sv.n < 3:
+    assert sv.verdict == "cannot tell"
+
+# %% [markdown]
+# With the two shipped CPU-size seeds the answer is **cannot tell**, for two reasons that do not
+# depend on each other: two seeds are below the minimum of three, and even taken at face value the
+# two differences have opposite signs (one favours DRDD, the other RDDM) and their mean is inside 2
+# standard errors of zero — the seed-to-seed spread is larger than the effect the paper reports. This
+# is the README's "untestable at this scale": at 25 % neither method is limited by the number of
+# pairs here. There is a second reason not to read a data-efficiency effect into these numbers:
+# **DRDD's average SSIM is below the do-nothing baseline at every fraction** (its noise stage
+# caps quality at this size, see the README), so how much of it survives fewer pairs is not a
+# question about restoration.
+
+# %%
+ss = table(rows, "ssim")
+below_input = {m: all(ss[m][f] < baseline["ssim"] for f in fracs) for m in METHODS}
+print(f"average SSIM below the input's at every fraction: {below_input}")
+if result.size == "cpu":  # the shipped CPU-size results discussed above
+    assert sv.verdict == "cannot tell" and verdict(sv.mean, sv.se) == "cannot tell"
+    assert below_input["drdd"] and not below_input["rddm"]
 
 # %% [markdown]
 # ## Exercises
