@@ -23,6 +23,8 @@
 # `simultaneous` / `residual_first` / `noise_first`, the oracle and dataset-ideal predictors);
 # notebook 01 for the schedules $\bar\alpha_t$, $\bar\beta_t$ and `sum_scale`; Riemann sums.
 #
+# **Study time:** about 90 minutes, with the exercises 3–4 hours.
+#
 # **Learning goals.** After this notebook you can
 #
 # 1. read RDDM's power family $P(x, k) = x^k$ of coefficient schedules, check its boundary
@@ -47,7 +49,9 @@
 # over $n$ starting noises are checked to **5 binomial standard errors** $5\sqrt{p(1-p)/n}$. All random
 # numbers are seeded, so the notebook prints the same numbers on every run. The interactive lab in
 # section 5 needs a live kernel; section 6 shows the same figures as static panels, so the notebook
-# stays complete as a document.
+# stays complete as a document. Cells marked **Predict, then run** ask you to write down your guess
+# *before* you run the next cell: a wrong guess that you then understand teaches more than a result
+# you only read.
 
 # %%
 import math
@@ -295,6 +299,11 @@ assert one_seed["noise_first"].nearest_rmse > 100 * ON_PHOTO
 #
 # We measure, per path and step count: the fraction of outputs that *are* a photo (RMS < 1e-4), the
 # fraction that agree with the reference map, and the frequency of each photo.
+#
+# **Predict, then run.** Write down three guesses before running the next cell. (i) With 50 steps, on
+# what fraction of the starting noises do the simultaneous and the residual-first paths end on the same
+# photo as the reference map? (ii) And with 2 steps? (iii) How many *different* outputs does the
+# noise-first path produce for the `N_SEEDS` starting noises? *Hint:* recall notebook 02, section 6.
 
 # %%
 bank = to_model_range(
@@ -514,6 +523,10 @@ plt.show()
 # Check 1: take the 5-step simultaneous path and scale $(1-\bar\alpha, \bar\beta)$ at every interior node by
 # $\lambda = \tfrac12$ (this keeps $\sigma'$), and start at $\bar\beta_0 = 0.3$ instead of 1 (at $\bar\alpha = 1$,
 # $\sigma' = \infty$ either way). The new path even goes *up* in noise from 0.3 to 0.4.
+#
+# **Predict, then run.** Path B has half the noise of path A at every interior node and even adds noise
+# in its first step. Will its outputs differ from path A's by about 0.1, 0.01, or $10^{-10}$? And a path C
+# that halves only $\bar\beta$ (so its $\sigma'$ values change)? Write your answer down, then run.
 
 
 # %%
@@ -771,7 +784,7 @@ assert panel_d.eta_applied == 1.0 and panel_d.nearest_rmse < ON_PHOTO and panel_
 assert torch.equal(panel_d.x_in, torch.zeros_like(panel_d.x_in))
 
 # %% [markdown]
-# ## Summary
+# ## What you learned
 #
 # * The $P(x, k)$ family shapes the schedule: $\bar\alpha_t \approx 1-(1-\tau)^{k_\alpha+1}$, $\bar\beta_t^2 \approx s\,\tau^{k_\beta+1}$
 #   (exact at the ends, $O(1/T)$ in between); larger $k_\alpha$ removes the residual later, larger $k_\beta$ the noise
@@ -785,6 +798,9 @@ assert torch.equal(panel_d.x_in, torch.zeros_like(panel_d.x_in))
 #   with equal $\sigma'$ sequences are equivalent sample by sample; $\sigma'$-monotone paths converge to one ODE;
 #   noise-first passes through $(1, 0)$ where $\sigma'$ is undefined and the starting noise is erased.
 # * Every lab figure is `plot_lab(run_lab(LabParams.from_json(s)))` of its exported JSON `s`.
+#
+# **Next:** notebook 04 introduces the five degradations and the All-in-One-5 data; notebook 08 runs
+# DRDD's residual-first order with trained networks.
 
 # %%
 report_runtime(START, budget_s=180)
@@ -817,3 +833,239 @@ report_runtime(START, budget_s=180)
 #    η = 0 reference map go to 1 as the steps grow? Do the photo frequencies still approach 1/4? *Hint:* with
 #    η > 0 the sampler discretises a stochastic equation: the map $z \mapsto$ photo is no longer a function of $z$
 #    alone, but the marginal distribution at every node is still the forward one.
+#
+# ### Graded exercises
+#
+# The next two exercises are graded automatically (`drdd-edu assignments grade`). In your copy of
+# the notebook each function body is `raise NotImplementedError()`: replace it with your code and
+# keep the function's name and signature. The test cell below each exercise shows some of the checks;
+# the grader adds a few hidden ones (other sizes, float32, bad input, and a check that you did not
+# call the function you re-implement) and restores the test cells, so editing them does not change
+# your score.
+#
+# **Exercise A (2 points) — the $P(x, k)$ weights.** Write `my_power_weights(T, power, increasing)`
+# returning the normalised weights of section 1 as a float64 tensor of shape `(T,)`:
+# $w_{t'} \propto (t'/T)^k$ for $t' = 1, \dots, T$, summing to 1, in this order if `increasing` is true
+# and reversed (largest weight first) otherwise. Raise a `ValueError` if `T` is not an `int` ≥ 1 or if
+# `power` is not a finite number ≥ 0. Do not call `drdd_edu.schedules.power_weights` or `rddm_schedule`
+# (a hidden test checks). *Hint:* `torch.arange(1, T + 1, dtype=torch.float64)` and `torch.flip`; the
+# reference schedule is $\alpha_t$ = `my_power_weights(T, 1, False)`, $\beta_t^2$ = $s\,\cdot$ `my_power_weights(T, 1, True)`.
+
+
+# %% nbgrader={"grade": false, "grade_id": "ex03-power-weights", "locked": false, "solution": true, "schema_version": 3}
+def my_power_weights(T, power, increasing):
+    """Normalised P(x, k) weights w_{t'} ∝ (t'/T)^k, t' = 1 … T: float64, shape (T,), sum 1."""
+    ### BEGIN SOLUTION
+    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be an int >= 1, got {T!r}")
+    if not (math.isfinite(power) and power >= 0):
+        raise ValueError(f"power must be a finite number >= 0, got {power!r}")
+    w = (torch.arange(1, T + 1, dtype=torch.float64) / T) ** power
+    w = w / w.sum()
+    return w if increasing else torch.flip(w, dims=[0])
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ex03-power-weights-test", "points": 2, "locked": true, "solution": false, "schema_version": 3}
+from drdd_edu.schedules import power_weights
+
+for k_ex in (0.0, 0.5, 1.0, 3.0):
+    for inc_ex in (True, False):
+        w_ex = my_power_weights(T, k_ex, inc_ex)
+        assert w_ex.shape == (T,) and w_ex.dtype == torch.float64, (w_ex.shape, w_ex.dtype)
+        assert abs(float(w_ex.sum()) - 1) < FLOAT64_TOL
+        assert torch.allclose(w_ex, power_weights(T, k_ex, inc_ex), rtol=0, atol=1e-15), (
+            k_ex,
+            inc_ex,
+        )
+# k = 1, decreasing: the reference α_t = (T + 1 − t') / (T(T + 1)/2)
+t_prime_ex = torch.arange(1, T + 1, dtype=torch.float64)
+assert torch.allclose(
+    my_power_weights(T, 1.0, False), (T + 1 - t_prime_ex) / (T * (T + 1) / 2), rtol=1e-12, atol=0
+)
+# the cumulative sums are the schedule's ᾱ_t (and β̄_t² / s)
+assert torch.allclose(
+    torch.cumsum(my_power_weights(T, 4.0, False), 0), family[4.0].alphas_cumsum, atol=1e-12
+)
+assert torch.allclose(
+    torch.cumsum(my_power_weights(T, 0.5, True), 0), family[0.5].betas2_cumsum, atol=1e-12
+)
+print("Exercise A: visible checks passed")
+### BEGIN HIDDEN TESTS
+import drdd_edu.schedules as schedules_h
+
+for T_h, k_h in ((1, 2.0), (2, 0.0), (7, 1.5), (50, 4.0), (5000, 0.25)):
+    for inc_h in (True, False):
+        w_h = my_power_weights(T_h, k_h, inc_h)
+        assert w_h.dtype == torch.float64 and w_h.shape == (T_h,), (T_h, k_h)
+        assert torch.allclose(w_h, power_weights(T_h, k_h, inc_h), rtol=1e-12, atol=1e-15), (
+            T_h,
+            k_h,
+            inc_h,
+        )
+assert torch.allclose(
+    my_power_weights(4, 0.0, True), torch.full((4,), 0.25, dtype=torch.float64), atol=1e-15
+)
+assert torch.allclose(
+    my_power_weights(3, 1, True),
+    torch.tensor([1 / 6, 2 / 6, 3 / 6], dtype=torch.float64),
+    atol=1e-15,
+)
+assert (torch.diff(my_power_weights(20, 2.0, True)) > 0).all() and (
+    torch.diff(my_power_weights(20, 2.0, False)) < 0
+).all()
+for bad_h in (
+    (0, 1.0),
+    (-3, 1.0),
+    (2.5, 1.0),
+    (True, 1.0),
+    (10, -0.5),
+    (10, math.nan),
+    (10, math.inf),
+):
+    try:
+        my_power_weights(bad_h[0], bad_h[1], True)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"my_power_weights{bad_h + (True,)} must raise ValueError")
+
+
+def forbidden_h(*args, **kwargs):
+    raise AssertionError(
+        "my_power_weights must not call the library's power_weights or rddm_schedule"
+    )
+
+
+saved_h = (
+    schedules_h.power_weights,
+    globals().get("power_weights"),
+    globals().get("rddm_schedule"),
+)
+expected_h = power_weights(30, 1.5, False)
+try:
+    schedules_h.power_weights = forbidden_h
+    globals()["power_weights"] = globals()["rddm_schedule"] = forbidden_h
+    mine_h = my_power_weights(30, 1.5, False)
+finally:
+    schedules_h.power_weights = saved_h[0]
+    globals()["power_weights"], globals()["rddm_schedule"] = saved_h[1], saved_h[2]
+assert torch.allclose(mine_h, expected_h, rtol=1e-12, atol=1e-15)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise B (2 points) — the noise-to-signal ratio along a path.** Write `my_sigma_prime(path)`:
+# for a path of shape `(N+1, 2)` with rows $(\bar\alpha, \bar\beta)$ (as `removal_path` returns it), return
+# $\sigma' = \bar\beta/(1-\bar\alpha)$ at every node, shape `(N+1,)`, in the dtype of `path`, with the conventions of
+# section 4: $\sigma' = +\infty$ where $\bar\alpha = 1$ and $\bar\beta > 0$, NaN at the node $(1, 0)$ where
+# $\sigma' = 0/0$, and $0$ at $(0, 0)$. Raise a `ValueError` for a path that is not of shape `(N+1, 2)` with
+# $N \ge 1$, or has an $\bar\alpha$ outside $[0, 1]$ or a negative $\bar\beta$. Do not call the notebook's
+# `sigma_prime`. *Hint:* `torch.where`; the visible test then checks section 4's claim that the sampler
+# is DDIM's step in the variable $y = (x - \bar\alpha I_\text{in})/(1-\bar\alpha)$, using **your** $\sigma'$.
+
+
+# %% nbgrader={"grade": false, "grade_id": "ex03-sigma-prime", "locked": false, "solution": true, "schema_version": 3}
+def my_sigma_prime(path):
+    """σ' = β̄/(1 − ᾱ) per node of an (N+1, 2) path: shape (N+1,); inf at ᾱ = 1 < β̄·∞, nan at (1, 0)."""
+    ### BEGIN SOLUTION
+    if path.ndim != 2 or path.shape[0] < 2 or path.shape[1] != 2:
+        raise ValueError(f"path must have shape (N+1, 2) with N >= 1, got {tuple(path.shape)}")
+    a, b = path[:, 0], path[:, 1]
+    if not bool(((a >= 0) & (a <= 1)).all()) or not bool((b >= 0).all()):
+        raise ValueError("path nodes need 0 <= ᾱ <= 1 and β̄ >= 0")
+    inf, nan = torch.full_like(b, math.inf), torch.full_like(b, math.nan)
+    at_one = torch.where(b > 0, inf, nan)
+    return torch.where(a < 1, b / torch.where(a < 1, 1 - a, torch.ones_like(a)), at_one)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ex03-sigma-prime-test", "points": 2, "locked": true, "solution": false, "schema_version": 3}
+for order_ex in PATH_ORDERS:
+    path_ex = removal_path(ref_schedule, 5, order_ex)
+    mine_ex, ref_ex = my_sigma_prime(path_ex), sigma_prime(path_ex)
+    assert mine_ex.shape == (path_ex.shape[0],) and mine_ex.dtype == path_ex.dtype, (
+        mine_ex.shape,
+        mine_ex.dtype,
+    )
+    assert torch.allclose(mine_ex, ref_ex, rtol=1e-12, atol=0, equal_nan=True), order_ex
+# check 1 of section 4: path B has the σ' sequence of path A
+assert torch.allclose(my_sigma_prime(path_a)[1:], my_sigma_prime(path_b)[1:], rtol=1e-12, atol=0)
+# with your σ', the path sampler is DDIM's step for y = (x − ᾱ·I_in)/(1 − ᾱ): y' = Î_0 + σ'_next·(y − Î_0)/σ'
+x_in_ex, z_ex = X_IN[:8].double(), Z[:8].double()
+for order_ex in ("simultaneous", "residual_first"):
+    path_ex = removal_path(ref_schedule, 10, order_ex)
+    sp_ex = my_sigma_prime(path_ex)
+    for st in sample_path_iter(
+        ideal, x_in_ex, path_ex, x_start=x_in_ex + float(path_ex[0, 1]) * z_ex
+    ):
+        if not (0 < float(sp_ex[st.i]) < math.inf):  # the first node(s): ᾱ = 1, y undefined
+            continue
+        y_ex = (st.x_t - st.alpha_bar * x_in_ex) / (1 - st.alpha_bar)
+        y_next_ex = (st.x_next - st.alpha_bar_next * x_in_ex) / (1 - st.alpha_bar_next)
+        ddim_ex = st.pred_x0 + float(sp_ex[st.i + 1]) * (y_ex - st.pred_x0) / float(sp_ex[st.i])
+        assert float((y_next_ex - ddim_ex).abs().max()) < 1e-8, (order_ex, st.i)
+print("Exercise B: visible checks passed")
+### BEGIN HIDDEN TESTS
+for sched_h in (
+    rddm_schedule(T, 1.0, alpha_power=3.0),
+    rddm_schedule(T, 0.01),
+    rddm_schedule(20, 1.0, beta_power=0.5),
+):
+    for order_h in PATH_ORDERS:
+        for steps_h in (1, 2, 7):
+            path_h = removal_path(sched_h, steps_h, order_h)
+            assert torch.allclose(
+                my_sigma_prime(path_h), sigma_prime(path_h), rtol=1e-12, atol=0, equal_nan=True
+            )
+            path32_h = path_h.float()
+            mine32_h = my_sigma_prime(path32_h)
+            assert mine32_h.dtype == torch.float32
+            assert torch.allclose(
+                mine32_h, sigma_prime(path32_h), rtol=1e-6, atol=0, equal_nan=True
+            )
+# hand-made nodes: (1, 0.5) → ∞, (1, 0) → NaN, (0.5, 0.25) → 0.5, (0, 0) → 0
+hand_h = my_sigma_prime(
+    torch.tensor([[1.0, 0.5], [1.0, 0.0], [0.5, 0.25], [0.0, 0.0]], dtype=torch.float64)
+)
+assert math.isinf(hand_h[0]) and hand_h[0] > 0 and math.isnan(hand_h[1])
+assert abs(float(hand_h[2]) - 0.5) < 1e-15 and abs(float(hand_h[3])) < 1e-300
+# scaling (1 − ᾱ, β̄) of a node by λ > 0 keeps its σ'
+lam_h = torch.tensor([1.0, 0.3, 2.0, 0.7, 1.5, 1.0], dtype=torch.float64)
+base_h = removal_path(ref_schedule, 5, "simultaneous")
+scaled_h = torch.stack([1 - lam_h * (1 - base_h[:, 0]), lam_h * base_h[:, 1]], dim=1)
+scaled_h[:, 0] = scaled_h[:, 0].clamp(0.0, 1.0)
+keep_h = (1 - base_h[:, 0]) * lam_h <= 1
+assert torch.allclose(
+    my_sigma_prime(scaled_h)[keep_h], my_sigma_prime(base_h)[keep_h], rtol=1e-12, equal_nan=True
+)
+for bad_h in (
+    torch.zeros(3),
+    torch.zeros(1, 2),
+    torch.zeros(4, 3),
+    torch.tensor([[1.2, 0.5], [0.0, 0.0]]),
+    torch.tensor([[1.0, -0.1], [0.0, 0.0]]),
+    torch.tensor([[-0.1, 0.5], [0.0, 0.0]]),
+):
+    try:
+        my_sigma_prime(bad_h)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(
+            f"a path of shape {tuple(bad_h.shape)} with values {bad_h.tolist()} must raise ValueError"
+        )
+saved_sp_h = globals()["sigma_prime"]
+expected_h = sigma_prime(removal_path(ref_schedule, 4, "residual_first"))
+
+
+def forbidden_sp_h(*args, **kwargs):
+    raise AssertionError("my_sigma_prime must not call the notebook's sigma_prime")
+
+
+try:
+    globals()["sigma_prime"] = forbidden_sp_h
+    mine_h = my_sigma_prime(removal_path(ref_schedule, 4, "residual_first"))
+finally:
+    globals()["sigma_prime"] = saved_sp_h
+assert torch.allclose(mine_h, expected_h, rtol=1e-12, equal_nan=True)
+### END HIDDEN TESTS

@@ -23,6 +23,8 @@
 # input and its clean target, and the $[-1, 1]$ model range); convolution of an image with a kernel;
 # the normal distribution and its CDF $\Phi$; basic PyTorch tensors. No training happens here.
 #
+# **Study time:** about 60 minutes, with the exercises 2–3 hours.
+#
 # **Learning goals.** After this notebook you can
 #
 # 1. write down the physical model of each of the five All-in-One-5 degradations — low light, rain,
@@ -46,7 +48,8 @@
 # float32 precision ($10^{-5}$ on quantities of order 1); statistical claims are checked to
 # **5 standard errors** (a false alarm has probability < $10^{-6}$ per check); statements about the
 # benchmark data are checked on the data itself, with the margin stated next to the check. Every
-# random number is seeded, so the notebook prints the same numbers on every run.
+# random number is seeded, so the notebook prints the same numbers on every run. Cells marked
+# **Predict, then run** ask you to write down your guess *before* you run the next cell.
 
 # %%
 import math
@@ -234,6 +237,10 @@ assert torch.allclose(rain(clean, generator=0, density=0.0), clean, atol=FLOAT32
 # (iii) over *all* pixels the mean of $r$ and of $r^2$ match the censored-normal prediction (to
 # 5 standard errors; the pixels are independent, so the standard error of a mean of
 # $r^2 - \mathbb E[r^2]$ is its sample std over $\sqrt N$).
+#
+# **Predict, then run.** The cat photograph has dark fur and a few bright highlights. Before running
+# the next cell, guess the standard deviation of the noise residual over *all* pixels: exactly
+# $25/255 \approx 0.098$, a little below, or a little above? By roughly how many per cent?
 
 
 # %%
@@ -639,6 +646,10 @@ assert torch.allclose(metrics.ssim(deg_te[:8], clean_te[:8]), metrics.ssim(clean
 # Now the table: PSNR and SSIM of the degraded input against its clean target, per task, over the
 # whole test split (mean ± standard deviation over patches). These are the "do nothing" scores a
 # restoration method has to beat.
+#
+# **Predict, then run.** Look at the gallery of section 1 again and write down (i) the task with the
+# lowest mean PSNR, (ii) the task with the highest mean SSIM, and (iii) whether noise or haze scores
+# higher in PSNR — and in SSIM. Then run the next cell and compare with the reading below it.
 
 # %%
 psnr_te = metrics.psnr(deg_te, clean_te)
@@ -700,7 +711,7 @@ plt.show()
 plt.close(fig)
 
 # %% [markdown]
-# ## Summary
+# ## What you learned
 #
 # * Five seeded degradations with explicit physical models: low light $s\,x^\gamma$ plus
 #   Poisson–Gaussian noise; rain by a screen blend of line-kernel streaks; additive Gaussian noise
@@ -715,6 +726,9 @@ plt.close(fig)
 # * Residuals differ by task in sign (low light −, rain and haze +), sparsity (rain) and smoothness
 #   (haze) — a single residual network must handle all of them.
 # * PSNR and SSIM match scikit-image; they rank the degradations differently (noise vs haze).
+#
+# **Next:** notebook 05 adds Gaussian noise to these five degradation domains and measures how much
+# more alike they become; notebook 07 trains a residual network on this data.
 
 # %%
 report_runtime(START, budget_s=180)
@@ -745,3 +759,181 @@ report_runtime(START, budget_s=180)
 #    fluctuate most at 25 %, and is that what you expect? *Hint:* within a task the subset is a uniform
 #    random draw without replacement, so a source with $c$ of the $n_k$ patches of a task contributes a
 #    hypergeometric number with mean $f\,c$; use `data.arrays["train_source"]`.
+#
+# ### Graded exercises
+#
+# The next two exercises are graded automatically (`drdd-edu assignments grade`). In your copy of
+# the notebook each function body is `raise NotImplementedError()`: replace it with your code and
+# keep the function's name and signature. The test cell below each exercise shows some of the checks;
+# the grader adds a few hidden ones (other shapes, dtypes and parameters, bad input, and a check that
+# you did not call the function you re-implement) and restores the test cells, so editing them does
+# not change your score.
+#
+# **Exercise A (2 points) — PSNR by hand.** Write `my_psnr(a, b, data_range=1.0)` for two image batches
+# of shape `(B, 3, H, W)` with values in $[0, \texttt{data\_range}]$, returning one value per image as a
+# float64 tensor of shape `(B,)`: $\mathrm{PSNR} = 10\log_{10}(\texttt{data\_range}^2/\mathrm{MSE})$ dB, the MSE
+# taken over the channels and pixels of each image and computed in float64. Identical images give
+# $+\infty$ (section 3). Raise a `ValueError` if the shapes differ, if `data_range` is not a finite number
+# $> 0$, or if a value lies outside $[0, \texttt{data\_range}]$ (a clear error instead of a silently wrong
+# score). Do not call `metrics.psnr` or scikit-image's `peak_signal_noise_ratio` (a hidden test checks).
+# *Hint:* `.double()`, `.mean(dim=(1, 2, 3))`; what does `torch.log10` return for $1/0$?
+
+
+# %% nbgrader={"grade": false, "grade_id": "ex04-psnr", "locked": false, "solution": true, "schema_version": 3}
+def my_psnr(a, b, data_range=1.0):
+    """PSNR = 10·log10(data_range² / MSE) per image: float64, shape (B,); +inf for identical images."""
+    ### BEGIN SOLUTION
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if isinstance(data_range, bool) or not (math.isfinite(data_range) and data_range > 0):
+        raise ValueError(f"data_range must be a finite number > 0, got {data_range!r}")
+    for name, img in (("a", a), ("b", b)):
+        if not (float(img.min()) >= 0 and float(img.max()) <= data_range):
+            raise ValueError(f"{name} has values outside [0, {data_range}]")
+    mse = (a.double() - b.double()).pow(2).mean(dim=(1, 2, 3))
+    return 10.0 * torch.log10(data_range**2 / mse)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ex04-psnr-test", "points": 2, "locked": true, "solution": false, "schema_version": 3}
+mine_ex = my_psnr(deg_te[:16], clean_te[:16])
+assert mine_ex.shape == (16,) and mine_ex.dtype == torch.float64, (mine_ex.shape, mine_ex.dtype)
+assert torch.allclose(mine_ex, metrics.psnr(deg_te[:16], clean_te[:16]), rtol=0, atol=1e-9)
+# identical images: MSE = 0, PSNR = +inf
+assert torch.isinf(my_psnr(clean_te[:4], clean_te[:4])).all() and (my_psnr(clean_te[:4], clean_te[:4]) > 0).all()
+# a constant offset of 0.1 on a [0, 1] image: MSE = 0.01, PSNR = 20 dB
+grey_ex = torch.full((2, 3, 8, 8), 0.5, dtype=torch.float64)
+assert torch.allclose(my_psnr(grey_ex + 0.1, grey_ex), torch.full((2,), 20.0, dtype=torch.float64), atol=1e-9)
+# the scale does not matter if data_range follows it
+assert torch.allclose(my_psnr(255 * deg_te[:4], 255 * clean_te[:4], data_range=255), mine_ex[:4], atol=1e-9)
+print(f"Exercise A: visible checks passed (PSNR of the first test patch {float(mine_ex[0]):.2f} dB)")
+### BEGIN HIDDEN TESTS
+import skimage.metrics as skimage_metrics_h
+
+import drdd_edu.metrics as metrics_h
+
+gen_h = torch.Generator().manual_seed(41)
+for shape_h, dtype_h, range_h in (((1, 3, 5, 7), torch.float32, 1.0), ((6, 3, 16, 16), torch.float64, 2.0),
+                                  ((3, 3, 32, 8), torch.float32, 255.0)):
+    a_h = range_h * torch.rand(shape_h, generator=gen_h, dtype=dtype_h)
+    b_h = range_h * torch.rand(shape_h, generator=gen_h, dtype=dtype_h)
+    mine_h = my_psnr(a_h, b_h, data_range=range_h)
+    assert mine_h.dtype == torch.float64 and mine_h.shape == (shape_h[0],), (mine_h.dtype, mine_h.shape)
+    assert torch.allclose(mine_h, metrics.psnr(a_h, b_h, data_range=range_h), rtol=0, atol=1e-4), shape_h
+    ref_h = [peak_signal_noise_ratio(b_h[i].double().numpy(), a_h[i].double().numpy(), data_range=range_h)
+             for i in range(shape_h[0])]
+    assert torch.allclose(mine_h, torch.tensor(ref_h, dtype=torch.float64), rtol=0, atol=1e-4), shape_h
+# one identical pair in a batch: +inf for that image only, finite for the others
+mixed_h = deg_te[:3].clone()
+mixed_h[1] = clean_te[1]
+mixed_psnr_h = my_psnr(mixed_h, clean_te[:3])
+assert torch.isinf(mixed_psnr_h[1]) and torch.isfinite(mixed_psnr_h[[0, 2]]).all()
+# symmetric
+assert torch.allclose(my_psnr(clean_te[:5], deg_te[:5]), my_psnr(deg_te[:5], clean_te[:5]), atol=1e-12)
+for bad_h in ((deg_te[:2], clean_te[:3], 1.0), (deg_te[:2], clean_te[:2], 0.0), (deg_te[:2], clean_te[:2], -1.0),
+              (deg_te[:2], clean_te[:2], math.inf), (deg_te[:2] + 1.5, clean_te[:2], 1.0),
+              (deg_te[:2] - 0.5, clean_te[:2], 1.0), (255 * deg_te[:2], 255 * clean_te[:2], 1.0)):
+    try:
+        my_psnr(*bad_h)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"bad input must raise ValueError (shapes {tuple(bad_h[0].shape)}, "
+                             f"{tuple(bad_h[1].shape)}, data_range {bad_h[2]})")
+
+
+def forbidden_psnr_h(*args, **kwargs):
+    raise AssertionError("my_psnr must not call metrics.psnr or scikit-image's peak_signal_noise_ratio")
+
+
+expected_h = metrics.psnr(deg_te[:6], clean_te[:6])
+saved_h = (metrics_h.psnr, skimage_metrics_h.peak_signal_noise_ratio, globals()["peak_signal_noise_ratio"])
+try:
+    metrics_h.psnr = skimage_metrics_h.peak_signal_noise_ratio = forbidden_psnr_h
+    globals()["peak_signal_noise_ratio"] = forbidden_psnr_h
+    mine_h = my_psnr(deg_te[:6], clean_te[:6])
+finally:
+    metrics_h.psnr, skimage_metrics_h.peak_signal_noise_ratio, globals()["peak_signal_noise_ratio"] = saved_h
+assert torch.allclose(mine_h, expected_h, rtol=0, atol=1e-9)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise B (2 points) — the atmospheric scattering model.** Write
+# `my_haze(clean, depth, beta, airlight)` returning the hazy image of section 1.5,
+# $I = J\,t + A\,(1 - t)$ with the transmission $t = e^{-\beta d}$, for a batch: `clean` $J$ of shape
+# `(B, 3, H, W)` in $[0, 1]$, `depth` $d$ of shape `(B, 1, H, W)` (one depth map per image, shared by the
+# channels), `beta` of shape `(B,)` (one $\beta$ per image) and `airlight` of shape `(B, 3)` (one $A$ per
+# image and channel). Return the shape and dtype of `clean`. Raise a `ValueError` if a $\beta$ is
+# negative. Do not call `haze` or `degrade` (a hidden test checks). The visible test measures $d$ and
+# $A$ of the library's haze with black and white probe images at $\beta = 1$, as section 1.5 does, and
+# asks your model to **predict** the library's output at other $\beta$. *Hint:* broadcasting —
+# `beta[:, None, None, None]`, `airlight[:, :, None, None]`.
+
+
+# %% nbgrader={"grade": false, "grade_id": "ex04-haze", "locked": false, "solution": true, "schema_version": 3}
+def my_haze(clean, depth, beta, airlight):
+    """I = J·t + A·(1 − t), t = exp(−β·d): clean (B, 3, H, W), depth (B, 1, H, W), beta (B,), airlight (B, 3)."""
+    ### BEGIN SOLUTION
+    if bool((beta < 0).any()):
+        raise ValueError(f"beta must be >= 0, got {beta.tolist()}")
+    t = torch.exp(-beta[:, None, None, None] * depth)
+    return (clean * t + airlight[:, :, None, None] * (1 - t)).to(clean.dtype)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ex04-haze-test", "points": 2, "locked": true, "solution": false, "schema_version": 3}
+pair_ex = torch.cat([clean, clean.flip(-1)])  # two images: each draws its own airlight and depth
+black_ex, white_ex = torch.zeros_like(pair_ex), torch.ones_like(pair_ex)
+for seed_ex in range(3):
+    h0_ex, h1_ex = haze(black_ex, generator=seed_ex, beta=1.0), haze(white_ex, generator=seed_ex, beta=1.0)
+    t_ex = (h1_ex - h0_ex)[:, :1]  # (2, 1, H, W): the same in every channel
+    depth_ex = -torch.log(t_ex)  # β = 1
+    airlight_ex = h0_ex[..., 0, 0] / (1 - t_ex[..., 0, 0])  # (2, 3)
+    for beta_ex in (1.0, 0.5, 1.5):  # a fixed β draws no random number: same depth and airlight
+        mine_ex = my_haze(pair_ex, depth_ex, torch.full((2,), beta_ex), airlight_ex)
+        assert mine_ex.shape == pair_ex.shape and mine_ex.dtype == pair_ex.dtype, (mine_ex.shape, mine_ex.dtype)
+        ref_ex = haze(pair_ex, generator=seed_ex, beta=beta_ex)
+        assert torch.allclose(mine_ex, ref_ex, atol=FLOAT32_TOL), (seed_ex, beta_ex, float((mine_ex - ref_ex).abs().max()))
+print("Exercise B: visible checks passed")
+### BEGIN HIDDEN TESTS
+import drdd_edu.degradations as degradations_h
+
+gen_h = torch.Generator().manual_seed(42)
+j_h = torch.rand(3, 3, 6, 5, generator=gen_h, dtype=torch.float64)
+d_h = torch.rand(3, 1, 6, 5, generator=gen_h, dtype=torch.float64)
+a_h = 0.7 + 0.3 * torch.rand(3, 3, generator=gen_h, dtype=torch.float64)
+b_h = torch.tensor([0.0, 0.8, 2.0], dtype=torch.float64)
+out_h = my_haze(j_h, d_h, b_h, a_h)
+assert out_h.shape == j_h.shape and out_h.dtype == torch.float64
+t_h = torch.exp(-b_h[:, None, None, None] * d_h)
+assert torch.allclose(out_h, j_h * t_h + a_h[:, :, None, None] * (1 - t_h), atol=1e-12)
+assert torch.allclose(out_h[0], j_h[0], atol=1e-12)  # β = 0: no haze
+for i_h in range(3):  # each image on its own gives the same
+    assert torch.allclose(my_haze(j_h[i_h : i_h + 1], d_h[i_h : i_h + 1], b_h[i_h : i_h + 1], a_h[i_h : i_h + 1]),
+                          out_h[i_h : i_h + 1], atol=1e-12)
+assert torch.allclose(my_haze(j_h, torch.zeros_like(d_h), b_h, a_h), j_h, atol=1e-12)  # depth 0: no haze
+thick_h = my_haze(j_h, torch.ones_like(d_h), torch.full((3,), 60.0, dtype=torch.float64), a_h)
+assert torch.allclose(thick_h, a_h[:, :, None, None].expand_as(j_h), atol=1e-12)  # only airlight is left
+# haze pulls every pixel toward the airlight
+assert float(((out_h - a_h[:, :, None, None]).abs() - (j_h - a_h[:, :, None, None]).abs()).max()) <= 1e-12
+try:
+    my_haze(j_h, d_h, torch.tensor([0.5, -0.1, 1.0], dtype=torch.float64), a_h)
+except ValueError:
+    pass
+else:
+    raise AssertionError("a negative beta must raise ValueError")
+
+
+def forbidden_haze_h(*args, **kwargs):
+    raise AssertionError("my_haze must not call haze or degrade")
+
+
+saved_h = (degradations_h.haze, degradations_h.DEGRADATIONS["haze"], globals()["haze"], globals()["degrade"])
+try:
+    degradations_h.haze = degradations_h.DEGRADATIONS["haze"] = forbidden_haze_h
+    globals()["haze"] = globals()["degrade"] = forbidden_haze_h
+    mine_h = my_haze(j_h, d_h, b_h, a_h)
+finally:
+    degradations_h.haze, degradations_h.DEGRADATIONS["haze"], globals()["haze"], globals()["degrade"] = saved_h
+assert torch.allclose(mine_h, out_h, atol=1e-12)
+### END HIDDEN TESTS

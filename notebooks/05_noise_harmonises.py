@@ -24,6 +24,8 @@
 # the Kullback–Leibler divergence; the idea of a kernel two-sample test (MMD) helps but is recalled
 # below. The All-in-One-5 benchmark (`drdd_edu.data`) is introduced briefly in section 2.
 #
+# **Study time:** about 75 minutes, with the exercises 3 hours.
+#
 # **Learning goals.** After this notebook you can
 #
 # 1. state DRDD's Proposition 3.1 (adding the *same* Gaussian noise to two different distributions
@@ -49,6 +51,7 @@
 # floating-point precision; statements about estimates from samples are checked with the tolerance
 # written next to them (standard errors where we can compute them, otherwise a margin stated in
 # the text). All random numbers are seeded, so the numbers quoted in the text are the ones you get.
+# Cells marked **Predict, then run** ask you to write down your guess *before* you run the next cell.
 
 # %%
 import math
@@ -280,6 +283,11 @@ plt.close(fig)
 # 5-fold cross-validated accuracy of a 5-nearest-neighbour classifier that guesses the domain of a
 # patch, on the full features and on the 2-D coordinates. Chance is about 1/6. If noise harmonises
 # the domains, this accuracy should fall with $\sigma$.
+#
+# **Predict, then run.** Write down, for each extractor (pooled pixels, random conv), whether the kNN
+# accuracy at $\sigma = 1.6$ will be close to chance, about half its $\sigma = 0$ value, or hardly changed.
+# Which pair of domains do you expect to stay apart longest? *Hint:* think about which differences are
+# small compared with the noise and which are not.
 
 # %%
 def knn_accuracy(x: np.ndarray, y: np.ndarray) -> float:
@@ -493,6 +501,9 @@ plt.close(fig)
 #
 # With noise the p-value is itself random (it depends on the noise draw), so at each $\sigma > 0$ we
 # repeat the test for 5 noise draws and report the median p-value.
+#
+# **Predict, then run.** At $\sigma = 1.6$, will the test still reject "same distribution" at the 5 % level
+# for noise ↔ blur? For low light ↔ haze? And does "not rejected" mean the noisy domains are equal?
 
 # %%
 SIGMAS_TEST = [0.0, 0.2, 0.4, 0.8, 1.2, 1.6]
@@ -587,7 +598,7 @@ assert all(b_val > a_val for b_val, a_val in zip(corruption[2:], harmony[2:], st
 report_runtime(START, budget_s=pick(600, 180))
 
 # %% [markdown]
-# ## Summary
+# ## What you learned
 #
 # * Proposition 3.1: the same Gaussian noise added to $P \ne Q$ strictly lowers
 #   $\mathrm{KL}(P_\sigma\|Q_\sigma)$ (chain rule: the joint KL equals $\mathrm{KL}(P\|Q)$ and splits into
@@ -600,6 +611,9 @@ report_runtime(START, budget_s=pick(600, 180))
 #   domain classifier on random-conv features drops towards chance, while large global differences
 #   (low light vs haze) remain detectable.
 # * The harmonisation is paid for with information about the image (notebook 06).
+#
+# **Next:** notebook 06 turns the two MMD terms into DRDD's objective $J(\sigma)$ and asks how much noise to
+# add; notebook 08 uses the chosen noise in DRDD's decoupled sampler.
 #
 # ## Exercises
 #
@@ -628,3 +642,205 @@ report_runtime(START, budget_s=pick(600, 180))
 #    of the raw image (6 numbers). Predict, before running, which degradation pairs it separates at
 #    $\sigma = 0$ and how fast its MMD² curves fall; then check. *Hint:* any callable
 #    `(B, 3, H, W) → (B, D)` works with `harmonisation_curves`.
+#
+# ### Graded exercises
+#
+# The next two exercises are graded automatically (`drdd-edu assignments grade`). In your copy of
+# the notebook each function body is `raise NotImplementedError()`: replace it with your code and
+# keep the function's name and signature. The test cell below each exercise shows some of the checks;
+# the grader adds a few hidden ones (other sizes and dtypes, bad input, and a check that you did not
+# call the function you re-implement) and restores the test cells, so editing them does not change
+# your score.
+#
+# **Exercise A (2 points) — the unbiased MMD² estimator.** Write `my_mmd2(x, y, bandwidth)` for feature
+# sets `x` of shape `(N, D)` and `y` of shape `(M, D)`, returning the U-statistic of section 1 with the
+# RBF kernel $k_h(a, b) = \exp(-\|a - b\|^2/2h^2)$, $h$ = `bandwidth`:
+#
+# $$\widehat{\mathrm{MMD}}^2_u = \frac{1}{N(N-1)}\sum_{i \ne j} k_h(x_i, x_j) + \frac{1}{M(M-1)}\sum_{i \ne j} k_h(y_i, y_j)
+#   - \frac{2}{NM}\sum_{i, j} k_h(x_i, y_j),$$
+#
+# as a 0-d float64 tensor (compute in float64). Raise a `ValueError` if $N < 2$ or $M < 2$, if the feature
+# dimensions differ, or if the bandwidth is not a finite number $> 0$. Do not call `mmd2`,
+# `metrics.rbf_kernel` or `mmd_permutation_test` (a hidden test checks). *Hint:* `torch.cdist` or
+# $\|a - b\|^2 = \|a\|^2 + \|b\|^2 - 2a\cdot b$; drop the diagonal ($i = j$) of the two within-set kernel
+# matrices. Can the result be negative?
+
+
+# %% nbgrader={"grade": false, "grade_id": "ex05-mmd2", "locked": false, "solution": true, "schema_version": 3}
+def my_mmd2(x, y, bandwidth):
+    """Unbiased MMD² with k(a, b) = exp(−‖a − b‖² / (2h²)): x (N, D), y (M, D) → 0-d float64 tensor."""
+    ### BEGIN SOLUTION
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have shapes (N, D) and (M, D), got {tuple(x.shape)} and {tuple(y.shape)}")
+    n, m = x.shape[0], y.shape[0]
+    if n < 2 or m < 2:
+        raise ValueError(f"the unbiased MMD² needs at least 2 samples in x and in y, got {n} and {m}")
+    if isinstance(bandwidth, bool) or not (math.isfinite(bandwidth) and bandwidth > 0):
+        raise ValueError(f"bandwidth must be a finite number > 0, got {bandwidth!r}")
+    x, y = x.double(), y.double()
+
+    def kernel(a, b):
+        return torch.exp(-torch.cdist(a, b).pow(2) / (2 * bandwidth**2))
+
+    k_xx, k_yy = kernel(x, x), kernel(y, y)
+    sum_xx = k_xx.sum() - k_xx.diagonal().sum()
+    sum_yy = k_yy.sum() - k_yy.diagonal().sum()
+    return sum_xx / (n * (n - 1)) + sum_yy / (m * (m - 1)) - 2 * kernel(x, y).sum() / (n * m)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ex05-mmd2-test", "points": 2, "locked": true, "solution": false, "schema_version": 3}
+# by hand, h = 1: x = {0, 1}, y = {0, 2} → e^{−1/2} + e^{−2} − (1 + e^{−2} + 2e^{−1/2})/2 = (e^{−2} − 1)/2 < 0
+hand_ex = my_mmd2(torch.tensor([[0.0], [1.0]]), torch.tensor([[0.0], [2.0]]), 1.0)
+assert hand_ex.ndim == 0 and hand_ex.dtype == torch.float64, (hand_ex.shape, hand_ex.dtype)
+assert abs(float(hand_ex) - (math.exp(-2) - 1) / 2) < 1e-12, float(hand_ex)
+gen_ex = torch.Generator().manual_seed(51)
+for s_ex in (0.0, 1.0):
+    x_ex = torch.as_tensor(toy_p.mean) + math.sqrt(toy_p.var + s_ex**2) * torch.randn(200, D_TOY, generator=gen_ex, dtype=torch.float64)
+    y_ex = torch.as_tensor(toy_q.mean) + math.sqrt(toy_q.var + s_ex**2) * torch.randn(150, D_TOY, generator=gen_ex, dtype=torch.float64)
+    mine_ex = my_mmd2(x_ex, y_ex, H_TOY)
+    assert abs(float(mine_ex) - float(mmd2(x_ex, y_ex, bandwidth=H_TOY))) < 1e-12, s_ex
+    print(f"σ = {s_ex}: your MMD² {float(mine_ex):.5f}, population {gaussian_mmd2(toy_p, toy_q, H_TOY, s_ex, s_ex):.5f}")
+print("Exercise A: visible checks passed")
+### BEGIN HIDDEN TESTS
+import drdd_edu.metrics as metrics_h
+
+gen_h = torch.Generator().manual_seed(52)
+for n_h, m_h, d_h, h_h, dtype_h in ((2, 2, 1, 0.5, torch.float64), (7, 30, 3, 2.0, torch.float32),
+                                    (40, 9, 64, 10.0, torch.float32), (25, 25, 5, 0.05, torch.float64)):
+    x_h = torch.randn(n_h, d_h, generator=gen_h, dtype=dtype_h)
+    y_h = 0.5 + torch.randn(m_h, d_h, generator=gen_h, dtype=dtype_h)
+    mine_h = my_mmd2(x_h, y_h, h_h)
+    assert mine_h.dtype == torch.float64 and mine_h.ndim == 0
+    assert abs(float(mine_h) - float(mmd2(x_h, y_h, bandwidth=h_h))) < 1e-10, (n_h, m_h, d_h, h_h)
+    assert abs(float(my_mmd2(y_h, x_h, h_h)) - float(mine_h)) < 1e-10  # symmetric
+    assert abs(float(my_mmd2(x_h + 3.0, y_h + 3.0, h_h)) - float(mine_h)) < 1e-6  # translation invariant
+for bad_h in ((torch.zeros(1, 3), torch.zeros(4, 3), 1.0), (torch.zeros(4, 3), torch.zeros(1, 3), 1.0),
+              (torch.zeros(4, 3), torch.zeros(4, 2), 1.0), (torch.zeros(4, 3), torch.zeros(4, 3), 0.0),
+              (torch.zeros(4, 3), torch.zeros(4, 3), -1.0), (torch.zeros(4, 3), torch.zeros(4, 3), math.inf)):
+    try:
+        my_mmd2(*bad_h)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"bad input must raise ValueError (shapes {tuple(bad_h[0].shape)}, "
+                             f"{tuple(bad_h[1].shape)}, bandwidth {bad_h[2]})")
+
+
+def forbidden_mmd_h(*args, **kwargs):
+    raise AssertionError("my_mmd2 must not call mmd2, rbf_kernel or mmd_permutation_test")
+
+
+x_h, y_h = torch.randn(20, 4, generator=gen_h, dtype=torch.float64), torch.randn(15, 4, generator=gen_h, dtype=torch.float64)
+expected_h = float(mmd2(x_h, y_h, bandwidth=1.5))
+names_h = ("mmd2", "rbf_kernel", "mmd_permutation_test")
+saved_h = {n: getattr(metrics_h, n) for n in names_h}
+saved_g_h = {n: globals()[n] for n in names_h if n in globals()}
+try:
+    for n_h in names_h:
+        setattr(metrics_h, n_h, forbidden_mmd_h)
+    for n_h in saved_g_h:
+        globals()[n_h] = forbidden_mmd_h
+    mine_h = my_mmd2(x_h, y_h, 1.5)
+finally:
+    for n_h, f_h in saved_h.items():
+        setattr(metrics_h, n_h, f_h)
+    globals().update(saved_g_h)
+assert abs(float(mine_h) - expected_h) < 1e-10
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise B (2 points) — the median bandwidth.** Write `my_median_bandwidth(x, y=None)` returning the
+# median heuristic that the `"median"` rule of section 4 uses, as a Python float: pool the samples,
+# $z = [x; y]$ (just $x$ if `y` is `None`), and return the median of the distances $\|z_i - z_j\|$ over the
+# $n(n-1)/2$ pairs $i < j$ — no self-distances, and for an even number of pairs the average of the two
+# middle values. Raise a `ValueError` if there are fewer than 2 points or if the median is 0. Do not call
+# `median_bandwidth` or `mmd2` (a hidden test checks). *Hint:* `torch.cdist`, `torch.triu_indices`; mind that
+# `torch.median` returns the *lower* of the two middle values. The visible test then checks section 4's
+# law $h_\sigma^2 \approx h_0^2 + 2D\sigma^2$ with your function.
+
+
+# %% nbgrader={"grade": false, "grade_id": "ex05-median-bandwidth", "locked": false, "solution": true, "schema_version": 3}
+def my_median_bandwidth(x, y=None):
+    """Median of ‖z_i − z_j‖ over pairs i < j of z = [x; y] (even count: mean of the middle two)."""
+    ### BEGIN SOLUTION
+    z = x.double() if y is None else torch.cat([x.double(), y.double()])
+    n = z.shape[0]
+    if n < 2:
+        raise ValueError(f"the median heuristic needs at least 2 points, got {n}")
+    i, j = torch.triu_indices(n, n, offset=1)
+    d = torch.cdist(z, z)[i, j].sort().values
+    k = d.numel()
+    h = 0.5 * float(d[(k - 1) // 2] + d[k // 2])
+    if not h > 0:
+        raise ValueError("the median pairwise distance is 0")
+    return h
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ex05-median-bandwidth-test", "points": 2, "locked": true, "solution": false, "schema_version": 3}
+from drdd_edu.metrics import median_bandwidth
+
+# by hand: points 0, 1, 3, 7 on a line → distances 1, 3, 7, 2, 6, 4 → median (3 + 4) / 2 = 3.5
+line_ex = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+assert isinstance(my_median_bandwidth(line_ex), float)
+assert abs(my_median_bandwidth(line_ex) - 3.5) < 1e-12, my_median_bandwidth(line_ex)
+assert abs(my_median_bandwidth(line_ex[:2], line_ex[2:]) - 3.5) < 1e-12  # pooled
+gen_ex = torch.Generator().manual_seed(53)
+x_ex = torch.randn(60, 8, generator=gen_ex, dtype=torch.float64)
+y_ex = 1.0 + 2.0 * torch.rand(45, 8, generator=gen_ex, dtype=torch.float64)
+assert abs(my_median_bandwidth(x_ex, y_ex) - median_bandwidth(x_ex, y_ex)) < 1e-12
+assert abs(my_median_bandwidth(x_ex) - median_bandwidth(x_ex)) < 1e-12
+# section 4: noise of std σ in D dimensions adds 2Dσ² to every squared distance (within 3 %)
+d_ex = 300
+base_ex = torch.rand(80, d_ex, generator=gen_ex, dtype=torch.float64)
+h0_ex = my_median_bandwidth(base_ex)
+for s_ex in (0.25, 0.5, 1.0):
+    noisy_ex = base_ex + s_ex * torch.randn(base_ex.shape, generator=gen_ex, dtype=torch.float64)
+    ratio_ex = my_median_bandwidth(noisy_ex) / math.sqrt(h0_ex**2 + 2 * d_ex * s_ex**2)
+    print(f"σ = {s_ex}: h_σ / sqrt(h_0² + 2Dσ²) = {ratio_ex:.4f}")
+    assert abs(ratio_ex - 1) < 0.03
+print("Exercise B: visible checks passed")
+### BEGIN HIDDEN TESTS
+import drdd_edu.metrics as metrics_h
+
+gen_h = torch.Generator().manual_seed(54)
+for n_h, m_h, d_h, dtype_h in ((2, None, 1, torch.float64), (1, 1, 3, torch.float64), (3, 2, 5, torch.float32),
+                               (33, 20, 2, torch.float32), (101, None, 16, torch.float64)):
+    x_h = torch.randn(n_h, d_h, generator=gen_h, dtype=dtype_h)
+    y_h = None if m_h is None else torch.rand(m_h, d_h, generator=gen_h, dtype=dtype_h)
+    mine_h = my_median_bandwidth(x_h, y_h)
+    assert isinstance(mine_h, float)
+    assert abs(mine_h - median_bandwidth(x_h, y_h)) < 1e-6 * median_bandwidth(x_h, y_h), (n_h, m_h, d_h)
+# an odd number of pairs (3 points): the middle distance
+assert abs(my_median_bandwidth(torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 4.0]])) - 4.0) < 1e-12  # 5, 3, 4
+for bad_h in ((torch.zeros(1, 3), None), (torch.zeros(5, 3), None), (torch.ones(3, 2), torch.ones(2, 2))):
+    try:
+        my_median_bandwidth(*bad_h)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"bad input must raise ValueError (x {bad_h[0].tolist()}, y {bad_h[1]})")
+
+
+def forbidden_median_h(*args, **kwargs):
+    raise AssertionError("my_median_bandwidth must not call median_bandwidth or mmd2")
+
+
+x_h, y_h = torch.randn(30, 6, generator=gen_h, dtype=torch.float64), torch.randn(12, 6, generator=gen_h, dtype=torch.float64)
+expected_h = median_bandwidth(x_h, y_h)
+names_h = ("median_bandwidth", "_median_from_sq", "mmd2", "mmd_permutation_test")
+saved_h = {n: getattr(metrics_h, n) for n in names_h}
+saved_g_h = {n: globals()[n] for n in names_h if n in globals()}
+try:
+    for n_h in names_h:
+        setattr(metrics_h, n_h, forbidden_median_h)
+    for n_h in saved_g_h:
+        globals()[n_h] = forbidden_median_h
+    mine_h = my_median_bandwidth(x_h, y_h)
+finally:
+    for n_h, f_h in saved_h.items():
+        setattr(metrics_h, n_h, f_h)
+    globals().update(saved_g_h)
+assert abs(mine_h - expected_h) < 1e-12
+### END HIDDEN TESTS
