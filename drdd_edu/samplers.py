@@ -49,6 +49,7 @@ __all__ = [
     "sample",
     "sample_drdd_iter",
     "sample_drdd",
+    "sample_drdd_exact",
     "removal_path",
     "sample_path_iter",
     "sample_path",
@@ -416,6 +417,7 @@ def sample_drdd_iter(
     generator: torch.Generator | None = None,
     callback: Callable[[StepState], None] | None = None,
     x_start: Tensor | None = None,
+    noise_conditioned: bool = False,
 ) -> Iterator[StepState]:
     """DRDD's decoupled sampler: remove the residual in the noisy domain, then the noise.
 
@@ -423,7 +425,9 @@ def sample_drdd_iter(
     2. Residual stage, (D2) reversed with (R3) at fixed noise: I_s = I_t − (ᾱ_t − ᾱ_s)·Î_res,
        ``residual_steps`` calls of ``residual_model(x_t, t, x_in)``; it ends at Î_0 + σ·ε.
     3. Noise stage, (D1) reversed with (R3), η = 0: I_s = I_t − (β̄_t − β̄_s)·ε̂, starting from
-       the timestep whose β̄_t is closest to σ, ``noise_steps`` calls of ``noise_model(x_t, t)``.
+       the timestep whose β̄_t is closest to σ, ``noise_steps`` calls of ``noise_model(x_t, t)``
+       (``noise_model(x_t, t, x_in)`` with ``noise_conditioned``: the released code's denoiser,
+       variant ``drdd_cond``).
 
     Shapes (B, C, H, W); yields a StepState per network call (stage ``"residual"``/``"noise"``).
     σ may not exceed the noise schedule's β̄_{T−1}: for a noise-strength sweep up to σ_max,
@@ -461,7 +465,7 @@ def sample_drdd_iter(
         x, i = x_next, i + 1
     for t, t_next in noise_pairs:
         tt = as_timesteps(t, B, noise_schedule.T, x.device)
-        pred_noise = noise_model(x, tt)
+        pred_noise = noise_model(x, tt, x_in) if noise_conditioned else noise_model(x, tt)
         check_image_batch("pred_noise", pred_noise, like=x)
         x_next = rddm_step(x, zeros, pred_noise, t, t_next, noise_schedule, eta=0.0)
         b_t = float(noise_schedule.betas_cumsum[t])
@@ -499,6 +503,7 @@ def sample_drdd(
     generator: torch.Generator | None = None,
     callback: Callable[[StepState], None] | None = None,
     x_start: Tensor | None = None,
+    noise_conditioned: bool = False,
 ) -> Tensor:
     """Run :func:`sample_drdd_iter` to the end; returns Î_0, shape (B, C, H, W)."""
     with torch.no_grad():
@@ -515,8 +520,41 @@ def sample_drdd(
                 generator,
                 callback,
                 x_start,
+                noise_conditioned,
             )
         ).x_next
+
+
+def sample_drdd_exact(
+    residual_model: Callable[[Tensor, Tensor, Tensor], Tensor],
+    x_in: Tensor,
+    residual_schedule: Schedule,
+    residual_steps: int = 2,
+    noise_strength: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """DRDD without a denoiser (DRDD Table 8, variant ``drdd_exact``).
+
+    The noise injected at the start, σ·z, is known at sampling time: run the residual stage
+    from I_in + σ·z (D2 reversed, ``residual_steps`` calls), which ends at Î_0 + σ·z, and
+    subtract σ·z exactly. Returns Î_0, shape (B, C, H, W). With one step this is
+    I_in − Î_res(I_in + σ·z): the residual net's own estimate, read in the noisy domain.
+    """
+    check_image_batch("x_in", x_in)
+    sigma = float(noise_strength)
+    if not (sigma > 0 and sigma != float("inf")):
+        raise ValueError(f"noise_strength must be a finite number > 0, got {noise_strength}")
+    z = _randn(x_in, generator)
+    x = x_in + sigma * z
+    with torch.no_grad():
+        for t, t_next in timestep_pairs(residual_schedule.T, residual_steps):
+            tt = as_timesteps(t, x_in.shape[0], residual_schedule.T, x.device)
+            pred_res = residual_model(x, tt, x_in)
+            check_image_batch("pred_res", pred_res, like=x)
+            a_t = float(residual_schedule.alphas_cumsum[t])
+            a_s = float(residual_schedule.alphas_cumsum[t_next]) if t_next >= 0 else 0.0
+            x = x - (a_t - a_s) * pred_res  # (R3) with the noise term frozen at σ
+    return x - sigma * z
 
 
 # ----------------------------------------------------------------------------- removal paths

@@ -483,6 +483,8 @@ plt.close(fig)
 # %%
 from drdd_edu.degradations import TASKS
 from drdd_edu.experiments import load_results, run_experiment
+from drdd_edu.experiments.context import DRDD_VARIANTS
+from drdd_edu.experiments.coupled import METHODS, REFERENCES
 from drdd_edu.notebook import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "data" / "results"
@@ -494,8 +496,11 @@ def check_table(res) -> None:
     assert res.name == "coupled"
     rows = res.rows
     assert rows and all(ROW_KEYS <= set(r) for r in rows), rows[:1]
-    assert {r["method"] for r in rows} == {"rddm", "drdd"}
-    for method in ("rddm", "drdd"):
+    methods = {r["method"] for r in rows}
+    # results written before the DRDD variants hold only rddm and drdd; newer ones also
+    # drdd_cond, drdd_exact and the two noise-stage references
+    assert {"rddm", "drdd"} <= methods <= {"rddm", *DRDD_VARIANTS, *REFERENCES}, methods
+    for method in methods:
         tasks = {r["task"] for r in rows if r["method"] == method}
         assert tasks == set(TASKS) | {"average"}, tasks
         per_task = [r for r in rows if r["method"] == method and r["task"] != "average"]
@@ -509,22 +514,25 @@ def check_table(res) -> None:
         assert len({int(r["n"]) for r in per_task}) == 1
         # the average row is the mean over tasks (tolerance: rounding in the stored table)
         assert abs(float(avg["ssim"]) - np.mean([float(r["ssim"]) for r in per_task])) < 1e-3
-    # both methods are scored on the same test patches: identical input baselines
+    # every method is scored on the same test patches: identical input baselines
     by = {(r["method"], r["task"]): r for r in rows}
     for task in (*TASKS, "average"):
-        for key in ("psnr_in", "ssim_in", "n"):
-            assert abs(float(by[("rddm", task)][key]) - float(by[("drdd", task)][key])) < 1e-9, (task, key)
+        for method in methods:
+            for key in ("psnr_in", "ssim_in", "n"):
+                assert abs(float(by[("rddm", task)][key]) - float(by[(method, task)][key])) < 1e-9, (method, task, key)
     assert res.csv_path.is_file() and res.json_path.is_file()
 
 
 def show_table(res) -> None:
     print(f"{res.name}-{res.size}: {res.meta.get('command', '')}")
-    print(f"{'task':10s} {'input PSNR/SSIM':>16s} {'RDDM PSNR/SSIM':>16s} {'DRDD PSNR/SSIM':>16s}")
+    present = {r["method"] for r in res.rows}
+    methods = [m for m in (*METHODS, *REFERENCES) if m in present]
+    print(f"{'task':10s} {'input':>14s} " + " ".join(f"{m:>18s}" for m in methods) + "   (PSNR dB / SSIM)")
     by = {(r["method"], r["task"]): r for r in res.rows}
     for task in (*TASKS, "average"):
-        rd, dd = by[("rddm", task)], by[("drdd", task)]
-        print(f"{task:10s} {float(rd['psnr_in']):7.2f} / {float(rd['ssim_in']):.3f}  "
-              f"{float(rd['psnr']):7.2f} / {float(rd['ssim']):.3f}  {float(dd['psnr']):7.2f} / {float(dd['ssim']):.3f}")
+        rd = by[("rddm", task)]
+        cells = " ".join(f"{float(by[(m, task)]['psnr']):9.2f} / {float(by[(m, task)]['ssim']):.3f}" for m in methods)
+        print(f"{task:10s} {float(rd['psnr_in']):6.2f} / {float(rd['ssim_in']):.3f} {cells}")
 
 
 shipped = load_results("coupled", "full", results_dir=RESULTS_DIR) or load_results("coupled", "cpu", results_dir=RESULTS_DIR)

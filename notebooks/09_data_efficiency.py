@@ -70,6 +70,7 @@ import torch
 
 from drdd_edu.data import build_all_in_one5
 from drdd_edu.degradations import TASKS
+from drdd_edu.experiments.coupled import METHOD_COLORS
 from drdd_edu.notebook import figures_dir, is_smoke, pick, report_runtime, savefig, seed_everything
 from drdd_edu.train import Trainer, load_config
 from drdd_edu.verdicts import seed_verdict, verdict
@@ -136,6 +137,7 @@ for method, style in (("drdd", "o-"), ("rddm", "s--")):
             [100 * f for f in FRACTIONS],
             [PAPER_C8[method][f][k] for f in FRACTIONS],
             style,
+            color=METHOD_COLORS[method],
             label=method.upper(),
         )
         ax.set(xlabel="paired training data (%)", ylabel=name, xticks=[25, 50, 75, 100])
@@ -268,7 +270,9 @@ from drdd_edu.notebook import REPO_ROOT
 def check_rows(rows: list[dict], fractions: set[float]) -> None:
     """Assert the data-efficiency table's structure: one row per method × fraction × task."""
     keys = [(r["method"], float(r["fraction"]), r["task"]) for r in rows]
-    expected = {(m, f, t) for m in METHODS for f in fractions for t in (*TASKS, "average")}
+    present = {r["method"] for r in rows}  # newer results also hold the DRDD variants
+    assert set(METHODS) <= present, present
+    expected = {(m, f, t) for m in present for f in fractions for t in (*TASKS, "average")}
     assert len(keys) == len(set(keys)), "duplicated rows"
     assert set(keys) == expected, sorted(set(keys) ^ expected)
     for r in rows:
@@ -282,7 +286,7 @@ def table(rows: list[dict], metric: str, task: str = "average") -> dict[str, dic
     out: dict[str, dict[float, float]] = {m: {} for m in METHODS}
     for r in rows:
         if r["task"] == task:
-            out[r["method"]][float(r["fraction"])] = float(r[metric])
+            out.setdefault(r["method"], {})[float(r["fraction"])] = float(r[metric])
     return out
 
 
@@ -290,9 +294,9 @@ def show(rows: list[dict], label: str) -> None:
     """Print PSNR / SSIM per method and fraction (average over tasks)."""
     ps, ss = table(rows, "psnr"), table(rows, "ssim")
     print(f"{label}: average over tasks (PSNR dB / SSIM)")
-    for m in METHODS:
+    for m in ps:
         cells = "  ".join(f"{f:4.0%} {ps[m][f]:6.2f}/{ss[m][f]:.3f}" for f in sorted(ps[m]))
-        print(f"  {m:5s} {cells}")
+        print(f"  {m:10s} {cells}")
 
 
 shipped = None
@@ -407,7 +411,7 @@ if coupled is not None:
     assert abs(float(avg_in["ssim_in"]) - baseline["ssim_in"]) < 1e-6
     print("matches the coupled experiment's input scores (same patches)")
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-colours = {"drdd": "C0", "rddm": "C3"}
+colours = METHOD_COLORS  # the same colour per method in every experiment figure
 for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
     for m in METHODS:
         avg = table(rows, metric)[m]

@@ -14,11 +14,24 @@ from ..data import AllInOne5, build_all_in_one5
 from ..nn import ResidualDenoiser
 from ..schedules import Schedule
 from ..train import TrainConfig
-from .evaluation import Restorer, drdd_restorer, evaluate_per_task
+from .evaluation import (
+    Denoiser,
+    Restorer,
+    drdd_exact_restorer,
+    drdd_restorer,
+    evaluate_noise_stage_per_task,
+    evaluate_per_task,
+)
 from .runs import RunRecord, ensure_run, load_run_model, noise_config
 from .sizes import SizeSettings
 
-__all__ = ["Context"]
+__all__ = ["Context", "DRDD_VARIANTS"]
+
+#: DRDD's variants, named in every table and figure: ``drdd`` (unconditional denoiser trained on
+#: unpaired clean images — the paper's text), ``drdd_cond`` (denoiser conditioned on I_in, trained
+#: on pairs — the paper's code), ``drdd_exact`` (no denoiser: the injected noise is known at
+#: sampling time and subtracted exactly — Table 8's "DRDD without denoiser")
+DRDD_VARIANTS: tuple[str, ...] = ("drdd", "drdd_cond", "drdd_exact")
 
 
 @dataclass
@@ -103,16 +116,33 @@ class Context:
             self._models[record.checkpoint] = load_run_model(record, self.device)
         return self._models[record.checkpoint]
 
-    def noise_net(self) -> tuple[ResidualDenoiser, Schedule]:
-        """The size's shared DRDD noise net (trained or reused) and its schedule."""
-        cfg = noise_config(self.settings, self.seed, self.device)
+    def noise_net(
+        self, conditioned: bool = False, fraction: float = 1.0
+    ) -> tuple[ResidualDenoiser, Schedule]:
+        """A DRDD noise net (trained or reused) and its schedule: the size's shared unconditional
+        one, or the I_in-conditioned one trained on ``fraction`` of the pairs."""
+        cfg = noise_config(self.settings, self.seed, self.device, conditioned, fraction)
         return self.model(self.ensure(cfg)), cfg.make_schedule()
 
-    def drdd(self, residual_cfg: TrainConfig, noise_strength: float) -> Restorer:
-        """DRDD's decoupled sampler at this size's step counts: the shared noise net (trained or
-        reused first), then ``residual_cfg``'s residual net, starting at noise strength σ."""
-        noise_model, noise_sch = self.noise_net()
+    def drdd(
+        self, residual_cfg: TrainConfig, noise_strength: float, variant: str = "drdd"
+    ) -> Restorer:
+        """DRDD's decoupled sampler at this size's step counts with ``residual_cfg``'s residual
+        net, starting at noise strength σ, in one of :data:`DRDD_VARIANTS`: the shared
+        unconditional noise net (``drdd``), a conditioned one trained on the residual net's
+        fraction of the pairs (``drdd_cond``), or no noise net (``drdd_exact``)."""
+        if variant not in DRDD_VARIANTS:
+            raise ValueError(f"unknown DRDD variant {variant!r}; choose one of {DRDD_VARIANTS}")
         s = self.settings
+        if variant == "drdd_exact":
+            return drdd_exact_restorer(
+                self.model(self.ensure(residual_cfg)),
+                residual_cfg.make_schedule(),
+                s.drdd_residual_sampling_steps,
+                noise_strength,
+            )
+        cond = variant == "drdd_cond"
+        noise_model, noise_sch = self.noise_net(cond, residual_cfg.data_fraction)
         return drdd_restorer(
             self.model(self.ensure(residual_cfg)),
             noise_model,
@@ -121,7 +151,26 @@ class Context:
             s.drdd_residual_sampling_steps,
             s.drdd_noise_sampling_steps,
             noise_strength,
+            noise_conditioned=cond,
         )
+
+    def evaluate_noise_stage(
+        self, denoise: Denoiser, noise_strength: float, what: str
+    ) -> dict[str, dict[str, float]]:
+        """:func:`evaluate_noise_stage_per_task` at this size; one progress job."""
+        with torch.inference_mode():
+            scores = evaluate_noise_stage_per_task(
+                denoise,
+                self.data(),
+                self.settings.n_per_task,
+                noise_strength,
+                seed=self.seed,
+                device=self.device,
+                image_size=self.settings.image_size,
+                batch_size=self.settings.eval_batch_size,
+            )
+        self._tick(f"evaluated {what}")
+        return scores
 
     def evaluate(
         self, restorer: Restorer, what: str, tasks: tuple[str, ...] | None = None

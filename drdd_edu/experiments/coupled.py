@@ -2,72 +2,149 @@
 removed together, R2/R3) against DRDD's noise net + residual net (D1/D2, residual first, then
 noise), with the same total number of optimiser steps and the same paired data.
 
-Rows: ``{"method": "rddm"|"drdd", "task", "psnr", "ssim", "psnr_in", "ssim_in", "n"}`` for the
-five tasks and ``"average"``.
+DRDD comes in three variants (:data:`~drdd_edu.experiments.context.DRDD_VARIANTS`): ``drdd``
+(unconditional denoiser on unpaired clean images — the paper's text), ``drdd_cond`` (denoiser
+conditioned on I_in, trained on the pairs — the paper's code) and ``drdd_exact`` (no denoiser:
+the injected noise is subtracted exactly — Table 8's "DRDD without denoiser").
+
+Two reference rows score DRDD's noise stage alone on clean test patches plus σ = 1 noise (what
+DRDD's output would be after a perfect residual stage): ``noise_stage_wiener``, the best
+shift-invariant linear denoiser fitted on the unpaired clean pool (:mod:`drdd_edu.wiener`),
+and ``noise_stage_drdd``, the unconditional noise net itself.
+
+Rows: ``{"method", "task", "psnr", "ssim", "psnr_in", "ssim_in", "n"}`` for the five tasks and
+``"average"``; ``psnr_in``/``ssim_in`` score the degraded input (the do-nothing baseline).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from ..degradations import TASKS
-from .context import Context
-from .evaluation import rddm_restorer, task_rows
+from ..diffusion import to_model_range
+from ..samplers import sample_drdd
+from ..wiener import fit_wiener
+from .context import DRDD_VARIANTS, Context
+from .evaluation import Denoiser, rddm_restorer, task_rows
 from .runs import rddm_config, residual_config
 from .sizes import SizeSettings
 
-__all__ = ["n_jobs", "execute", "plot"]
+__all__ = ["METHODS", "REFERENCES", "METHOD_COLORS", "n_jobs", "execute", "plot"]
 
-METHODS: tuple[str, ...] = ("rddm", "drdd")
+METHODS: tuple[str, ...] = ("rddm", *DRDD_VARIANTS)
+REFERENCES: tuple[str, ...] = ("noise_stage_wiener", "noise_stage_drdd")
+#: one colour per method in every experiment figure (the input is black)
+METHOD_COLORS: dict[str, str] = {
+    "rddm": "C0",
+    "drdd": "C1",
+    "drdd_cond": "C2",
+    "drdd_exact": "C3",
+    "noise_stage_wiener": "C7",
+    "noise_stage_drdd": "C5",
+}
+SIGMA = 1.0  # the paper's noise strength
 
 
 def n_jobs(settings: SizeSettings) -> int:
-    """Trainings (noise, residual, RDDM) + evaluations (two)."""
-    return 3 + 2
+    """Trainings (noise, conditioned noise, residual, RDDM), method evaluations (four) and the
+    two noise-stage references."""
+    return 4 + len(METHODS) + len(REFERENCES)
 
 
 def method_scores(ctx: Context, fraction: float = 1.0) -> dict[str, dict[str, dict[str, float]]]:
-    """Per-task scores of RDDM and DRDD (σ = 1) trained on ``fraction`` of the paired data."""
+    """Per-task scores of RDDM and every DRDD variant (σ = 1) trained on ``fraction`` of the
+    paired data."""
     s = ctx.settings
-    drdd = ctx.drdd(residual_config(s, 1.0, fraction, ctx.seed, ctx.device), 1.0)
+    res_cfg = residual_config(s, SIGMA, fraction, ctx.seed, ctx.device)
     rddm_cfg = rddm_config(s, fraction, ctx.seed, ctx.device)
     rddm_model = ctx.model(ctx.ensure(rddm_cfg))
     rddm = rddm_restorer(rddm_model, rddm_cfg.make_schedule(), s.rddm_sampling_steps)
-    return {
-        "rddm": ctx.evaluate(rddm, f"rddm f={fraction:g}"),
-        "drdd": ctx.evaluate(drdd, f"drdd f={fraction:g}"),
-    }
+    scores = {"rddm": ctx.evaluate(rddm, f"rddm f={fraction:g}")}
+    for variant in DRDD_VARIANTS:
+        restorer = ctx.drdd(res_cfg, SIGMA, variant)
+        scores[variant] = ctx.evaluate(restorer, f"{variant} f={fraction:g}")
+    return scores
+
+
+def noise_stage_scores(ctx: Context) -> dict[str, dict[str, dict[str, float]]]:
+    """The two references: Wiener (fitted on the unpaired clean pool) and the unconditional noise
+    net, each denoising clean test patches plus σ = 1 noise."""
+    pool = to_model_range(ctx.data().target_dataset().clean_u8.float() / 255.0)
+    wiener = fit_wiener(pool, SIGMA)
+    noise_model, noise_sch = ctx.noise_net()
+    steps = ctx.settings.drdd_noise_sampling_steps
+
+    def net(noisy: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
+        return sample_drdd(
+            lambda x, t, xi: torch.zeros_like(x),  # no residual: the noise stage alone
+            noise_model,
+            x_in,
+            noise_sch,
+            noise_sch,
+            residual_steps=1,
+            noise_steps=steps,
+            noise_strength=SIGMA,
+            x_start=noisy,
+        )
+
+    def linear(noisy: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
+        return wiener(noisy.cpu()).to(noisy.device)
+
+    denoisers: dict[str, Denoiser] = {"noise_stage_wiener": linear, "noise_stage_drdd": net}
+    return {name: ctx.evaluate_noise_stage(d, SIGMA, name) for name, d in denoisers.items()}
 
 
 def execute(ctx: Context) -> list[dict[str, Any]]:
-    """Train (or reuse) the three networks and score both methods per task."""
+    """Train (or reuse) the networks, score every method per task, then the references."""
     scores = method_scores(ctx, 1.0)
+    scores.update(noise_stage_scores(ctx))
     metrics = ("psnr", "ssim", "psnr_in", "ssim_in")
-    return [row for m in METHODS for row in task_rows(scores[m], {"method": m}, metrics)]
+    return [
+        row for m in (*METHODS, *REFERENCES) for row in task_rows(scores[m], {"method": m}, metrics)
+    ]
 
 
 def plot(rows: list[dict[str, Any]], meta: dict[str, Any], title: str) -> Any:
-    """Grouped bars per task (PSNR left, SSIM right), RDDM vs DRDD, the input as a marker."""
+    """Grouped bars per task (PSNR left, SSIM right), one per method present in ``rows`` (results
+    written before the DRDD variants have only RDDM and DRDD), the input as a black bar marker
+    and the Wiener noise-stage reference as a grey dashed marker."""
     import matplotlib.pyplot as plt
     import numpy as np
 
+    present = {r["method"] for r in rows}
+    methods = [m for m in METHODS if m in present]
     tasks = [*TASKS, "average"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     x = np.arange(len(tasks))
-    w = 0.38
+    w = 0.8 / len(methods)
     for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
-        for i, method in enumerate(METHODS):
+        for i, method in enumerate(methods):
             vals = [_get(rows, method, t)[metric] for t in tasks]
-            ax.bar(x + (i - 0.5) * w, vals, w, label=method.upper(), color=f"C{i}")
-        inp = [_get(rows, "rddm", t)[f"{metric}_in"] for t in tasks]
-        ax.scatter(x, inp, marker="_", s=400, color="k", zorder=3, label="input")
-        ax.set_xticks(x, tasks, rotation=20)
-        ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
+            offset = (i - (len(methods) - 1) / 2) * w
+            ax.bar(x + offset, vals, w, label=method, color=METHOD_COLORS[method])
+        inp = [_get(rows, methods[0], t)[f"{metric}_in"] for t in tasks]
+        ax.scatter(x, inp, marker="_", s=500, color="k", zorder=3, label="input (do nothing)")
+        if "noise_stage_wiener" in present:
+            ref = [_get(rows, "noise_stage_wiener", t)[metric] for t in tasks]
+            ax.scatter(
+                x,
+                ref,
+                marker="_",
+                s=500,
+                color=METHOD_COLORS["noise_stage_wiener"],
+                linestyle="--",
+                zorder=3,
+                label="Wiener noise stage (σ = 1)",
+            )
+        ax.set_xticks(x, tasks, rotation=20, fontsize=9)
+        ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 

@@ -6,7 +6,10 @@ patches happen to belong to. Sampling noise comes from a generator seeded by ``(
 repeated evaluations give identical numbers.
 
 A *restorer* maps a degraded batch ``x_in`` (B, 3, H, W) on [−1, 1] and a ``torch.Generator``
-to the restored batch on [−1, 1]; :func:`rddm_restorer` and :func:`drdd_restorer` build them.
+to the restored batch on [−1, 1]; :func:`rddm_restorer`, :func:`drdd_restorer` and
+:func:`drdd_exact_restorer` build them. A *denoiser* maps a noisy clean batch I_0 + σ·z (and the
+degraded input, for a conditioned one) to Î_0: :func:`evaluate_noise_stage_per_task` scores it,
+which bounds what DRDD's second stage can deliver whatever its first stage does.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from ..degradations import TASKS
 from ..diffusion import from_model_range, to_model_range
 from ..metrics import psnr, ssim
 from ..nn import ResidualDenoiser
-from ..samplers import sample, sample_drdd
+from ..samplers import sample, sample_drdd, sample_drdd_exact
 from ..schedules import Schedule
 from ..train import centre_crop, step_seed
 
@@ -33,13 +36,18 @@ __all__ = [
     "evaluate_per_task",
     "rddm_restorer",
     "drdd_restorer",
+    "drdd_exact_restorer",
+    "Denoiser",
+    "evaluate_noise_stage_per_task",
     "scores_summary",
     "task_rows",
 ]
 
 Restorer = Callable[[Tensor, torch.Generator], Tensor]
+#: (noisy I_0 + σ·z, degraded I_in) → Î_0, all (B, 3, H, W) on [−1, 1]
+Denoiser = Callable[[Tensor, Tensor], Tensor]
 
-_STREAM_PICK, _STREAM_NOISE = 11, 12
+_STREAM_PICK, _STREAM_NOISE, _STREAM_DENOISE = 11, 12, 13
 
 
 def stratified_test_indices(
@@ -99,6 +107,34 @@ def evaluate_per_task(
         ``{task: {"psnr", "ssim", "psnr_in", "ssim_in", "n"}}`` for every scored task plus ``"average"`` (the mean of the task means; its ``n`` counts all
         patches). ``*_in`` score the degraded input itself.
     """
+
+    def output(clean: Tensor, deg: Tensor, g: torch.Generator) -> Tensor:
+        restored = from_model_range(restore(to_model_range(deg), g).float()).clamp(0, 1)
+        if restored.shape != clean.shape:
+            raise ValueError(
+                f"the restorer returned shape {tuple(restored.shape)}, "
+                f"expected {tuple(clean.shape)}"
+            )
+        return restored
+
+    return _scores_per_task(
+        output, data, n_per_task, seed, device, image_size, batch_size, tasks, _STREAM_NOISE
+    )
+
+
+def _scores_per_task(
+    output: Callable[[Tensor, Tensor, torch.Generator], Tensor],
+    data: AllInOne5,
+    n_per_task: int,
+    seed: int,
+    device: str | torch.device,
+    image_size: int | None,
+    batch_size: int,
+    tasks: Sequence[str] | None,
+    stream: int,
+) -> dict[str, dict[str, float]]:
+    """The scoring loop shared by the evaluations: ``output(clean01, degraded01, generator)``
+    gives the images to score against ``clean01`` (all (B, 3, H, W) on [0, 1])."""
     device = torch.device(device)
     picks = stratified_test_indices(data, n_per_task, seed, tasks)
     clean_all = torch.from_numpy(data.arrays["test_clean"])
@@ -106,18 +142,13 @@ def evaluate_per_task(
     out: dict[str, dict[str, float]] = {}
     for task, idx in picks.items():
         k = data.tasks.index(task)
-        g = torch.Generator(device=device).manual_seed(step_seed(seed, _STREAM_NOISE, k))
+        g = torch.Generator(device=device).manual_seed(step_seed(seed, stream, k))
         scores: dict[str, list[Tensor]] = {"psnr": [], "ssim": [], "psnr_in": [], "ssim_in": []}
         for i in range(0, len(idx), batch_size):
             sel = idx[i : i + batch_size]
             clean = centre_crop(clean_all[sel].float() / 255.0, image_size).to(device)
             deg = centre_crop(deg_all[sel].float() / 255.0, image_size).to(device)
-            restored = from_model_range(restore(to_model_range(deg), g).float()).clamp(0, 1)
-            if restored.shape != clean.shape:
-                raise ValueError(
-                    f"the restorer returned shape {tuple(restored.shape)}, "
-                    f"expected {tuple(clean.shape)}"
-                )
+            restored = output(clean, deg, g)
             scores["psnr"].append(psnr(restored, clean).cpu())
             scores["ssim"].append(ssim(restored, clean).cpu())
             scores["psnr_in"].append(psnr(deg, clean).cpu())
@@ -147,9 +178,11 @@ def drdd_restorer(
     residual_steps: int,
     noise_steps: int,
     noise_strength: float,
+    noise_conditioned: bool = False,
 ) -> Restorer:
     """DRDD's decoupled sampler: start at I_in + σ·z, remove the residual (D2 reversed,
-    ``residual_steps``), then the noise (D1 reversed, ``noise_steps``), η = 0."""
+    ``residual_steps``), then the noise (D1 reversed, ``noise_steps``), η = 0. With
+    ``noise_conditioned`` the denoiser also sees I_in (variant ``drdd_cond``)."""
 
     def restore(x_in: Tensor, g: torch.Generator) -> Tensor:
         return sample_drdd(
@@ -162,9 +195,53 @@ def drdd_restorer(
             noise_steps=noise_steps,
             noise_strength=noise_strength,
             generator=g,
+            noise_conditioned=noise_conditioned,
         )
 
     return restore
+
+
+def drdd_exact_restorer(
+    residual_model: ResidualDenoiser,
+    residual_schedule: Schedule,
+    residual_steps: int,
+    noise_strength: float,
+) -> Restorer:
+    """DRDD without a denoiser (variant ``drdd_exact``, DRDD Table 8): the residual stage from
+    I_in + σ·z, then the known σ·z subtracted exactly (:func:`~drdd_edu.samplers.sample_drdd_exact`)."""
+
+    def restore(x_in: Tensor, g: torch.Generator) -> Tensor:
+        return sample_drdd_exact(
+            residual_model, x_in, residual_schedule, residual_steps, noise_strength, generator=g
+        )
+
+    return restore
+
+
+@torch.no_grad()
+def evaluate_noise_stage_per_task(
+    denoise: Denoiser,
+    data: AllInOne5,
+    n_per_task: int,
+    noise_strength: float,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    image_size: int | None = None,
+    batch_size: int = 64,
+) -> dict[str, dict[str, float]]:
+    """PSNR/SSIM of ``denoise`` on the clean test patches plus noise of std ``noise_strength``
+    (on [−1, 1]): DRDD's second stage given a perfect first stage, on the same stratified
+    patches as :func:`evaluate_per_task` (so its rows sit beside a method's). ``*_in`` score the
+    degraded input, as there. Returns the same layout as :func:`evaluate_per_task`."""
+
+    def output(clean: Tensor, deg: Tensor, g: torch.Generator) -> Tensor:
+        x0 = to_model_range(clean)
+        noisy = x0 + noise_strength * torch.randn(x0.shape, generator=g, device=x0.device)
+        return from_model_range(denoise(noisy, to_model_range(deg)).float()).clamp(0, 1)
+
+    return _scores_per_task(
+        output, data, n_per_task, seed, device, image_size, batch_size, None, _STREAM_DENOISE
+    )
 
 
 def scores_summary(scores: dict[str, Any]) -> str:

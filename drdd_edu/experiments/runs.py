@@ -14,6 +14,8 @@ Networks (SPEC, "The experiments API"; DRDD §3, RDDM §3):
 
 * ``drdd_noise``: the noise net (D1) on the unpaired clean target images, ``pred_noise``,
   L2, sum_scale = 1.6² so that β̄_{T−1} = 1.6 covers every σ studied; shared by a size.
+  Its conditioned variant (``drdd_cond``, DRDD's released code) also sees I_in and trains on a
+  fraction of the paired data, so there is one per fraction.
 * ``drdd_residual``: the residual net (D2) at noise strength σ on a fraction of the paired data,
   ``pred_res``, L2 (DRDD's code and Appendix B).
 * ``rddm``: the coupled baseline (R2), one net, ``pred_res_noise``, L1 (RDDM), sum_scale 1,
@@ -107,9 +109,22 @@ def _with_steps(cfg: TrainConfig, steps: int) -> TrainConfig:
     return cfg.replace(steps=steps, ckpt_every=max(1, steps // 10))
 
 
-def noise_config(settings: SizeSettings, seed: int, device: str) -> TrainConfig:
-    """DRDD's noise net (D1): unpaired clean images, β̄_{T−1} = sqrt(sum_scale) = 1.6."""
-    cfg = base_config(settings, f"drdd-noise_seed{seed}", seed, device).replace(
+def noise_config(
+    settings: SizeSettings,
+    seed: int,
+    device: str,
+    conditioned: bool = False,
+    fraction: float = 1.0,
+) -> TrainConfig:
+    """DRDD's noise net (D1), β̄_{T−1} = sqrt(sum_scale) = 1.6: unpaired clean images
+    (``conditioned=False``, the paper's text), or conditioned on I_in and trained on
+    ``fraction`` of the paired data (``conditioned=True``, the released code: ``drdd_cond``)."""
+    name = (
+        f"drdd-noise-cond_frac{fraction:.2f}_seed{seed}"
+        if conditioned
+        else f"drdd-noise_seed{seed}"
+    )
+    cfg = base_config(settings, name, seed, device).replace(
         stage="drdd_noise",
         objective="pred_noise",
         sum_scale=settings.noise_sum_scale,
@@ -117,6 +132,8 @@ def noise_config(settings: SizeSettings, seed: int, device: str) -> TrainConfig:
         loss="l2",
         sampling_steps=settings.drdd_noise_sampling_steps,
     )
+    if conditioned:
+        cfg = cfg.replace(noise_conditioned=True, data_fraction=float(fraction))
     return _with_steps(cfg, settings.noise_steps)
 
 

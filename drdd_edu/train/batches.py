@@ -80,7 +80,7 @@ def _load_sources(cfg: TrainConfig, device: torch.device, verbose: bool) -> tupl
         ) from err
     test = _only_tasks(data.paired_subset("test"), data.tasks, cfg.tasks)
     test_src = _Source(test.clean_u8, test.degraded_u8)
-    if cfg.stage == "drdd_noise":
+    if cfg.stage == "drdd_noise" and not cfg.noise_conditioned:  # unpaired clean images (D1)
         train_src = _Source(data.target_dataset().clean_u8.to(device), None)
     elif cfg.generation:  # I_in = 0 is made in Trainer.batch; I_0 = unpaired targets
         train_src = _Source(data.target_dataset().clean_u8.to(device), None)

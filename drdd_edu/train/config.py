@@ -110,6 +110,10 @@ class TrainConfig:
             (:func:`~drdd_edu.schedules.ddim_converted_schedule` with ``T``, ᾱ_{T−1} ≈ 0.994;
             needed by ``pred_noise`` and ``auto_res_noise`` in stage ``rddm``, since SM-N
             cannot restore where ᾱ_t = 1).
+        noise_conditioned: stage ``drdd_noise`` only: the denoiser also sees the degraded input
+            I_in (6 input channels) and trains on the paired data, as DRDD's released code does
+            (variant ``drdd_cond``); False (default) is the paper's text: unpaired clean images
+            only, an unconditional denoiser (variant ``drdd``).
         noise_strength: σ of the DRDD stages (the residual stage's fixed noise; the noise
             stage's evaluation noise, ≤ sqrt(sum_scale)).
     Data:
@@ -160,6 +164,7 @@ class TrainConfig:
     T: int = 1000
     sum_scale: float = 1.0
     noise_strength: float = 1.0
+    noise_conditioned: bool = False
     # data
     dataset: str = "allinone5"
     image_size: int = 32
@@ -282,6 +287,15 @@ class TrainConfig:
                 f"stage 'drdd_noise' trains a noise predictor: set objective = 'pred_noise' "
                 f"(got {self.objective!r})"
             )
+        if not isinstance(self.noise_conditioned, bool):
+            raise ValueError(
+                f"noise_conditioned must be true or false, got {self.noise_conditioned!r}"
+            )
+        if self.noise_conditioned and self.stage != "drdd_noise":
+            raise ValueError(
+                "noise_conditioned conditions DRDD's denoiser on I_in: it needs stage = "
+                f"'drdd_noise' (got {self.stage!r})"
+            )
         if self.stage == "drdd_residual" and self.objective != "pred_res":
             raise ValueError(
                 f"stage 'drdd_residual' trains a residual predictor: set objective = 'pred_res' "
@@ -378,7 +392,7 @@ class TrainConfig:
             raise ValueError(f"tasks must not repeat a name, got {list(self.tasks)}")
         if self.dataset != "allinone5":
             raise ValueError("tasks selects All-in-One-5 tasks: needs dataset = 'allinone5'")
-        if self.stage == "drdd_noise" or self.generation:
+        if (self.stage == "drdd_noise" and not self.noise_conditioned) or self.generation:
             raise ValueError(
                 "tasks selects paired (degraded, clean) data; the drdd_noise stage and "
                 "generation train on the unpaired clean target images: set tasks = []"
@@ -452,8 +466,8 @@ class TrainConfig:
 
     @property
     def conditioned(self) -> bool:
-        """Whether the network sees I_in (all stages but the unpaired noise stage)."""
-        return self.stage != "drdd_noise"
+        """Whether the network sees I_in (all stages but the unconditional noise stage)."""
+        return self.stage != "drdd_noise" or self.noise_conditioned
 
 
 def _toml_load(f: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from ..diffusion import (
     to_model_range,
 )
 from ..nn import ResidualDenoiser, build_model
-from ..samplers import sample, sample_drdd, timestep_pairs
+from ..samplers import sample, sample_drdd, sample_drdd_exact
 from ..schedules import Schedule
 from .batches import _STREAM_EVAL, step_seed
 from .config import TrainConfig
@@ -106,13 +106,14 @@ def restore_test_images(
             out = sample_drdd(
                 lambda x, t, xi: torch.zeros_like(x),  # no residual: the noise stage alone
                 model,
-                noisy,
+                x_in,  # seen only by a conditioned denoiser (drdd_cond)
                 sch,
                 sch,
                 residual_steps=1,
                 noise_steps=sampling_steps,
                 noise_strength=sigma,
                 x_start=noisy,
+                noise_conditioned=cfg.noise_conditioned,
             )
             start = from_model_range(noisy)
         elif noise_model is not None:
@@ -127,16 +128,10 @@ def restore_test_images(
                 noise_steps=sampling_steps,
                 noise_strength=sigma,
                 generator=g,
+                noise_conditioned=bool(noise_cfg and noise_cfg.noise_conditioned),
             )
-        else:  # residual stage alone, then subtract the known injected noise
-            z = torch.randn(x0.shape, generator=g, device=device)
-            x = x_in + sigma * z
-            for t, s in timestep_pairs(sch.T, sampling_steps):
-                a_t = float(sch.alphas_cumsum[t])
-                a_s = float(sch.alphas_cumsum[s]) if s >= 0 else 0.0
-                tt = torch.full((x.shape[0],), t, dtype=torch.long, device=device)
-                x = x - (a_t - a_s) * model(x, tt, x_in)  # (R3) at fixed noise σ
-            out = x - sigma * z
+        else:  # residual stage alone, then subtract the known injected noise (drdd_exact)
+            out = sample_drdd_exact(model, x_in, sch, sampling_steps, sigma, generator=g)
         cleans.append(clean01)
         starts.append(start.clamp(0, 1))
         outs.append(from_model_range(out.float()))

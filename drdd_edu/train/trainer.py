@@ -374,6 +374,8 @@ class Trainer:
         with self._autocast():
             if cfg.stage == "drdd_noise":
                 x_t = q_sample_noise_stage(x0, t, sch, noise)  # (D1)
+                if cfg.noise_conditioned:  # drdd_cond: the denoiser also sees I_in
+                    return crit(self.net(x_t, t, x_in).float(), noise)
                 return crit(self.net(x_t, t).float(), noise)
             if x_in is None:
                 raise RuntimeError(f"stage {cfg.stage!r} needs paired data")
