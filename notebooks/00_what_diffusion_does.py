@@ -12,6 +12,7 @@
 #   drdd_edu:
 #     level: "0 — on-ramp (needs: Gaussian noise, a little Python)"
 #     budget_s: 120
+#     budget_full_s: 180
 # ---
 
 # %% [markdown]
