@@ -516,7 +516,7 @@ class EpsMLP(nn.Module):
 def noise_prediction_loss(
     model: nn.Module, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor
 ) -> torch.Tensor:
-    """L = mean ‖ε − ε_θ(√γ_t x_0 + √(1−γ_t) ε, t)‖² / 2 (per coordinate)."""
+    """The mean over the batch and both coordinates of (ε − ε_θ(√γ_t x_0 + √(1−γ_t) ε, t))²."""
     g = gammas.float()[t][:, None]
     x_t = g.sqrt() * x0 + (1 - g).sqrt() * eps
     return (model(x_t, t) - eps).pow(2).mean()
@@ -805,7 +805,7 @@ plt.close(fig)
 # the last steps the noise is smaller than the gaps between training points, and $\mathbb E[x_0\mid x_t]$
 # snaps to the nearest one. A network generalises because it is **not** trained to the exact optimum:
 # it is smoother than the ideal predictor, most visibly at the small $t$ where the loss curve above shows
-# the gap. (With our 2,000 dense training points the ideal predictor's samples also look fine; the
+# the gap. (With the dense training set of section 4 the ideal predictor's samples also look fine; the
 # copying shows when the points are sparse compared with the smallest noise, $\sqrt{b_0} = 0.01$.)
 #
 # ## 6. From points to images, and from generation to restoration
@@ -1033,8 +1033,9 @@ print(f"notebook ran in {elapsed:.1f} s ({'smoke' if is_smoke() else 'full'} siz
 #   $\epsilon^* = \mathbb E[\epsilon\mid x_t] = -\sqrt{1-\gamma_t}\,\nabla\log p_t(x_t)$: the network learns the score of the noisy
 #   data, which is exactly what the reverse step needs (denoising score matching; the ELBO gives the
 #   same loss up to weights). The loss never reaches zero, and it is largest at small noise.
-# * A 3-layer MLP trained for a minute generates points on the two moons with DDPM (1000 steps) or
-#   DDIM (50 steps). The *exact* optimum for a finite training set would only copy training points.
+# * An MLP with three hidden layers, trained for a minute, generates points on the two moons with
+#   DDPM (1000 steps) or DDIM (50 steps). The *exact* optimum for a finite training set would only
+#   copy training points.
 # * For restoration, the network is conditioned on the degraded input, and RDDM diffuses the residual
 #   $I_\text{res} = I_\text{in} - I_0$: $I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\epsilon$ ends at the noisy degraded
 #   input, where sampling starts. DDPM is the special case $I_\text{in} = 0$.
