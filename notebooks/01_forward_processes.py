@@ -20,8 +20,8 @@
 # **Level:** 1 — introductory.
 #
 # **Prerequisites:** Gaussian distributions (means and variances, and the fact that a sum of
-# independent Gaussians is Gaussian), basic PyTorch tensors, a first look at what a diffusion model
-# does. You do not need to have read the papers.
+# independent Gaussians is Gaussian), basic PyTorch tensors, and notebook 00 (what a diffusion model
+# does: noising, learning to predict the noise, sampling). You do not need to have read the papers.
 #
 # **Learning goals.** After this notebook you can
 #
@@ -73,9 +73,105 @@ print("smoke size" if is_smoke() else "full size")
 torch.set_default_dtype(torch.float32)
 
 # %% [markdown]
-# ### How we test statistical claims
+# ## The picture first
 #
-# Suppose $n$ independent samples have true mean $\mu$ and true standard deviation $s$. The sample
+# Notebook 00 showed what a diffusion model does with 2-D points. Here is the same for a photograph,
+# and the twist that makes it a *restoration* model. One noise image $\epsilon$, two forward processes:
+#
+# * **DDPM** (top row) fades the clean image $I_0$ into pure noise; a generative model starts from
+#   noise and has to invent the whole image;
+# * **RDDM** (bottom row) moves the clean image towards the degraded input $I_\text{in}$ (here a
+#   darkened copy) while adding noise (here little: `sum_scale` = 0.01, the paper's setting for shadow
+#   removal); it ends at "$I_\text{in}$ + noise", which we *know* at test time,
+#   so a restoration sampler starts there and only walks back the residual $I_\text{res} = I_\text{in} - I_0$
+#   and the noise.
+#
+# Sections 1–2 derive both rows, section 3 the coefficient schedules behind them, and section 4
+# returns to this picture with checks.
+
+# %%
+pic_x0 = toydata.bundled_image("astronaut", size=pick(64, 32))  # [0, 1]
+pic_rows = {
+    "DDPM: fades to noise": (ddim_converted_schedule(1000), torch.zeros_like(pic_x0)),
+    "RDDM: drifts to the input": (rddm_schedule(1000, sum_scale=0.01), to_model_range(toydata.darken(pic_x0))),
+}
+pic_x0 = to_model_range(pic_x0)
+pic_eps = torch.randn(pic_x0.shape, generator=seed_everything(0))
+pic_t = [0, 50, 150, 300, 600, 999]
+fig, axes = plt.subplots(2, len(pic_t) + 1, figsize=(1.7 * (len(pic_t) + 1), 4.0))
+for r, (name, (sched, x_in_row)) in enumerate(pic_rows.items()):
+    panels = [("target $I_0$" if r == 0 else "input $I_{in}$", pic_x0 if r == 0 else x_in_row)]
+    panels += [(f"t = {t}", q_sample(pic_x0, x_in_row, t, sched, noise=pic_eps)) for t in pic_t]
+    for ax, (title, img) in zip(axes[r], panels, strict=True):
+        ax.imshow(from_model_range(img)[0].permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(title, fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[r, 0].set_ylabel(name, fontsize=7)
+    end = q_sample(pic_x0, x_in_row, 999, sched, noise=pic_eps)
+    if r == 0:  # DDPM: √γ_999 ≈ 0.006 of the image is left, the rest is the noise
+        assert float((end - pic_eps).abs().max()) < 0.02
+    else:  # RDDM: exactly the input plus the noise (ᾱ_T = 1, β̄_T = sqrt(sum_scale) = 0.1)
+        assert torch.allclose(end, x_in_row + 0.1 * pic_eps, atol=1e-5)
+fig.suptitle("Forward processes on a photograph (the same noise in every panel; display clipped to [0, 1])", fontsize=9)
+fig.tight_layout()
+savefig(fig, "01_the_picture", dpi=80)
+plt.show()
+plt.close(fig)
+
+# %% [markdown]
+# A tiny "image" for the Monte-Carlo experiments: one channel, 2×2 pixels, on the diffusion scale
+# $[-1, 1]$. `x0_toy` plays the clean target $I_0$, `x_in_toy` a degraded input $I_\text{in}$.
+# We work in float64 so that exact identities can be checked to ~1e-12.
+
+# %%
+x0_toy = torch.tensor([[[[0.8, -0.3], [0.1, 0.5]]]], dtype=torch.float64)  # (1, 1, 2, 2)
+x_in_toy = torch.tensor([[[[-0.6, -0.9], [0.4, -0.2]]]], dtype=torch.float64)
+res_toy = x_in_toy - x0_toy  # I_res = I_in − I_0
+n_mc = pick(40_000, 8_000)  # Monte-Carlo samples
+print("Monte-Carlo samples:", n_mc)
+
+# %% [markdown]
+# ## 1. DDPM recap
+#
+# DDPM (Ho et al., 2020) corrupts a clean image $x_0$ in $T$ small steps
+#
+# $$x_t = \sqrt{1-b_t}\,x_{t-1} + \sqrt{b_t}\,\epsilon_{t-1},\qquad \epsilon_{t-1}\sim\mathcal N(0, I),$$
+#
+# with a variance schedule $b_t$ (usually written $\beta_t$; we write $b_t$ because RDDM uses $\beta$
+# for something else). Unrolling the recursion, $x_t$ is $\sqrt{\gamma_t}\,x_0$ plus a sum of
+# independent Gaussians whose variances add up to $1-\gamma_t$:
+#
+# $$x_t = \sqrt{\gamma_t}\,x_0 + \sqrt{1-\gamma_t}\,\epsilon,\qquad \gamma_t = \prod_{i\le t}(1-b_i).$$
+#
+# DDPM calls the cumulative product $\bar\alpha_t$; **we call it $\gamma_t$** because RDDM's
+# $\bar\alpha_t$ is a different quantity. The standard choice is $T = 1000$ and
+# $b_t$ = `linspace(1e-4, 0.02, T)`. Indices run $t = 0,\dots,T-1$ as in the reference code.
+# (The reverse process, and why a network trained to predict $\epsilon$ can run it, are the subject of
+# notebook 00, sections 3–5.)
+#
+# Check: iterate the per-step chain for all 1000 steps and compare the sample mean and standard
+# deviation at **every** step with $\sqrt{\gamma_t}x_0$ and $\sqrt{1-\gamma_t}$.
+
+# %%
+T = 1000
+ddpm_b = torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
+gammas = torch.cumprod(1.0 - ddpm_b, 0)  # γ_t, computed independently of the library
+
+gen = seed_everything(1)
+x = x0_toy.expand(n_mc, -1, -1, -1).clone()
+ddpm_mean, ddpm_std = [], []
+for t in range(T):
+    x = (1 - ddpm_b[t]).sqrt() * x + ddpm_b[t].sqrt() * torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    ddpm_mean.append(x.mean(0))
+    ddpm_std.append(x.std(0))
+ddpm_mean, ddpm_std = torch.stack(ddpm_mean), torch.stack(ddpm_std)  # (T, 1, 2, 2)
+
+# %% [markdown]
+# ### How we test statistical claims (used for every Monte-Carlo check below)
+#
+# To compare these Monte-Carlo means and standard deviations with the closed form we need a
+# tolerance that is strict but does not fail by bad luck. Suppose $n$ independent samples have true mean $\mu$ and true standard deviation $s$. The sample
 # mean has standard error $s/\sqrt{n}$, and for Gaussian data the sample standard deviation has
 # standard error $\approx s/\sqrt{2(n-1)}$. A check compares an estimate with its claimed value in
 # units of its standard error (a $z$-score). When we make $m$ such comparisons at once we allow
@@ -110,52 +206,7 @@ def check_moments(mean_hat, std_hat, mean, std, n, label="", false_alarm=1e-4):
     return worst
 
 
-# %% [markdown]
-# A tiny "image" for the Monte-Carlo experiments: one channel, 2×2 pixels, on the diffusion scale
-# $[-1, 1]$. `x0_toy` plays the clean target $I_0$, `x_in_toy` a degraded input $I_\text{in}$.
-# We work in float64 so that exact identities can be checked to ~1e-12.
-
 # %%
-x0_toy = torch.tensor([[[[0.8, -0.3], [0.1, 0.5]]]], dtype=torch.float64)  # (1, 1, 2, 2)
-x_in_toy = torch.tensor([[[[-0.6, -0.9], [0.4, -0.2]]]], dtype=torch.float64)
-res_toy = x_in_toy - x0_toy  # I_res = I_in − I_0
-n_mc = pick(40_000, 8_000)  # Monte-Carlo samples
-print("Monte-Carlo samples:", n_mc)
-
-# %% [markdown]
-# ## 1. DDPM recap
-#
-# DDPM (Ho et al., 2020) corrupts a clean image $x_0$ in $T$ small steps
-#
-# $$x_t = \sqrt{1-b_t}\,x_{t-1} + \sqrt{b_t}\,\epsilon_{t-1},\qquad \epsilon_{t-1}\sim\mathcal N(0, I),$$
-#
-# with a variance schedule $b_t$ (usually written $\beta_t$; we write $b_t$ because RDDM uses $\beta$
-# for something else). Unrolling the recursion, $x_t$ is $\sqrt{\gamma_t}\,x_0$ plus a sum of
-# independent Gaussians whose variances add up to $1-\gamma_t$:
-#
-# $$x_t = \sqrt{\gamma_t}\,x_0 + \sqrt{1-\gamma_t}\,\epsilon,\qquad \gamma_t = \prod_{i\le t}(1-b_i).$$
-#
-# DDPM calls the cumulative product $\bar\alpha_t$; **we call it $\gamma_t$** because RDDM's
-# $\bar\alpha_t$ is a different quantity. The standard choice is $T = 1000$ and
-# $b_t$ = `linspace(1e-4, 0.02, T)`. Indices run $t = 0,\dots,T-1$ as in the reference code.
-#
-# Check: iterate the per-step chain for all 1000 steps and compare the sample mean and standard
-# deviation at **every** step with $\sqrt{\gamma_t}x_0$ and $\sqrt{1-\gamma_t}$.
-
-# %%
-T = 1000
-ddpm_b = torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
-gammas = torch.cumprod(1.0 - ddpm_b, 0)  # γ_t, computed independently of the library
-
-gen = seed_everything(1)
-x = x0_toy.expand(n_mc, -1, -1, -1).clone()
-ddpm_mean, ddpm_std = [], []
-for t in range(T):
-    x = (1 - ddpm_b[t]).sqrt() * x + ddpm_b[t].sqrt() * torch.randn(x.shape, generator=gen, dtype=torch.float64)
-    ddpm_mean.append(x.mean(0))
-    ddpm_std.append(x.std(0))
-ddpm_mean, ddpm_std = torch.stack(ddpm_mean), torch.stack(ddpm_std)  # (T, 1, 2, 2)
-
 g = gammas.reshape(T, 1, 1, 1)
 check_moments(ddpm_mean, ddpm_std, g.sqrt() * x0_toy[0], (1 - g).sqrt(), n_mc, "DDPM chain vs closed form")
 print(f"γ_999 = {gammas[-1]:.3e}: after 1000 steps almost nothing of x_0 is left")
