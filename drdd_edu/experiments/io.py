@@ -27,7 +27,7 @@ __all__ = [
 #: the row schema of each experiment (column order of the CSV)
 ROW_KEYS: dict[str, tuple[str, ...]] = {
     "coupled": ("method", "task", "psnr", "ssim", "psnr_in", "ssim_in", "n"),
-    "data-efficiency": ("method", "fraction", "task", "psnr", "ssim", "n"),
+    "data-efficiency": ("method", "fraction", "task", "psnr", "ssim", "psnr_in", "ssim_in", "n"),
     "noise-sweep": ("sweep", "sigma", "task", "psnr", "ssim", "n"),
     "aosa": (
         "task",
