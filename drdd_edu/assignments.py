@@ -495,7 +495,11 @@ def grade(
     source_nb, nb = read_notebook(source), read_notebook(submission)
     notes = _merge_tests(nb, source_nb, submission, source)
     use_sandbox = choose_sandbox(sandbox)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
 
     cells = graded_cells(nb)
     index_of = {id(c): i for i, c in enumerate(nb.cells)}
@@ -575,9 +579,7 @@ def grade_many(
     def one(path: Path | str) -> GradeReport:
         path = Path(path)
         try:
-            return grade(
-                path, source, sandbox=use_sandbox, notebook_dir=notebook_dir, **kwargs
-            )
+            return grade(path, source, sandbox=use_sandbox, notebook_dir=notebook_dir, **kwargs)
         except (AssignmentError, FileNotFoundError) as err:
             src, cells = None, []
             try:
@@ -596,5 +598,7 @@ def grade_many(
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(one, s) for s in submissions]
-        bar = tqdm(futures, desc="grading", unit="notebook", disable=not progress or len(futures) < 2)
+        bar = tqdm(
+            futures, desc="grading", unit="notebook", disable=not progress or len(futures) < 2
+        )
         return [f.result() for f in bar]

@@ -157,21 +157,56 @@ def _drdd_grader_setup(runner_name, import_src, module_names):
             name = "Exception"
         return (name + (": " + text if text else ""))[:300]
 
+    module_type = types.ModuleType
+    dict_, id_ = dict, id
+
+    class Frozen(module_type):
+        """A read-only copy of a module, bound to the test's names while the test runs."""
+
+        def __setattr__(self, key, value):
+            raise AttributeError(f"module {self.__name__!r} is read-only while tests run")
+
+        def __delattr__(self, key):
+            raise AttributeError(f"module {self.__name__!r} is read-only while tests run")
+
+    def frozen(mod):
+        copy = Frozen(mod.__name__)
+        vars(copy).update(vars(mod))
+        return copy
+
+    import_scratch = {}
+    exec_(import_code, import_scratch)
+    import_names = frozenset(k for k in import_scratch if k != "__builtins__")
+
     def run(src, name, token):
         try:
             restore()
-            exec_(import_code, user_ns)
+            # the test runs in a copy of the notebook's namespace: student code called by the test
+            # cannot rebind the names the test reads, and the instructor's imports are rebound,
+            # modules as read-only copies (patching torch.allclose inside a function has no effect)
+            test_ns = dict_(user_ns)
+            exec_(import_code, test_ns)
+            originals = {id_(m): m for m in modules.values()}
+            for key in import_names:
+                value = test_ns.get(key)
+                if isinstance_(value, module_type) and id_(value) in originals:
+                    test_ns[key] = frozen(value)
+            before = dict_(test_ns)
             code = compile_(src, "<test cell " + name + ">", "exec", dont_inherit=True)
         except base_exception as err:
             return "FAIL GraderError: " + describe(err)
         try:
-            exec_(code, user_ns)
+            exec_(code, test_ns)
         except base_exception as err:
             try:
                 print_exception(type_(err), err, err.__traceback__)
             except base_exception:
                 pass
             return "FAIL " + describe(err)
+        finally:
+            for key, value in test_ns.items():  # what the test defined stays defined
+                if key not in import_names and before.get(key, missing) is not value:
+                    user_ns[key] = value
         changed = changes()
         if changed:
             restore()
@@ -242,7 +277,10 @@ def verdict(reply: dict, token: str) -> tuple[bool, str | None]:
     """``(passed, error)`` from the kernel's execute reply to :func:`test_request`."""
     if reply.get("status") != "ok":
         ename = reply.get("ename", "error")
-        return False, f"GraderError: the test could not be started ({ename}: {reply.get('evalue', '')})"
+        return (
+            False,
+            f"GraderError: the test could not be started ({ename}: {reply.get('evalue', '')})",
+        )
     answer = (reply.get("user_expressions") or {}).get("grader")
     if not isinstance(answer, dict):
         return False, "GraderError: no answer from the test runner"

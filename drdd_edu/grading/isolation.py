@@ -135,7 +135,7 @@ def prepare_run_dir() -> RunDir:
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
     # read-only copy (without the sandbox the owner could chmod it back: it is a throwaway copy)
-    for path, dirs, files in os.walk(run.pkg, topdown=False):
+    for path, _dirs, files in os.walk(run.pkg, topdown=False):
         for name in files:
             os.chmod(os.path.join(path, name), 0o444)
         os.chmod(path, 0o555)
