@@ -74,6 +74,8 @@ def test_grading_cli_bulk_csv_and_feedback(built, tmp_path, capsys, monkeypatch)
         if student == "alice":
             for grade_id in ("ex02-noise-from-residual", "ex02-deterministic-step"):
                 graded_cells(nb)[grade_id].source = instructor[grade_id].source
+            script = "from IPython.display import HTML\nHTML('<script>alert(1)</script><b>hi</b>')"
+            nb.cells.insert(1, nbformat.v4.new_code_cell(script))
         (tmp_path / "submitted" / student).mkdir(parents=True)
         nbformat.write(nb, tmp_path / "submitted" / student / "02_reverse_sampling.ipynb")
     (tmp_path / "submitted" / "carol").mkdir()
@@ -93,7 +95,7 @@ def test_grading_cli_bulk_csv_and_feedback(built, tmp_path, capsys, monkeypatch)
     assert rows["carol"]["status"] == "malformed" and rows["carol"]["max_total"] == "4"
     html = (tmp_path / "feedback" / "alice" / "02_reverse_sampling.html").read_text()
     assert "ex02-deterministic-step-test" in html and "2 / 2" in html
-    assert "<script>alert" not in html
+    assert "<script>alert(1)" not in html  # students' outputs are sanitized
     assert not (tmp_path / "feedback" / "carol").exists()
 
 
