@@ -271,7 +271,8 @@ class GradeReport:
     ``"no kernel"``, ``"malformed"`` (the submission could not be read or matched) — or is None;
     ``execution_error`` is its one-line explanation. ``isolation`` is ``"sandbox"`` (bubblewrap)
     or ``"none"``; ``notes`` list what was repaired in the submission (restored test cells, ignored
-    cells).
+    cells); ``review`` lists the student's cells that use tools no exercise needs (IPython's shell,
+    frames, ``gc``, ``exec``, processes, ...): they do not change the grade, they say where to look.
     """
 
     submission: Path
@@ -282,6 +283,7 @@ class GradeReport:
     isolation: str = "none"
     notes: list[str] = field(default_factory=list)
     failure: str | None = None
+    review: list[str] = field(default_factory=list)  # student cells to read (grading.review)
 
     @property
     def points(self) -> dict[str, float]:
@@ -319,6 +321,8 @@ class GradeReport:
             lines.append(f"  {c.grade_id:<{width}}  {c.points:g} / {c.max_points:g}  {note}")
         for note in self.notes:
             lines.append(f"  note: {note}")
+        for flag in self.review:
+            lines.append(f"  review: {flag}")
         if self.execution_error:
             lines.append(f"  execution stopped: {self.execution_error}")
         lines.append(f"  {'total':<{width}}  {self.total:g} / {self.max_total:g}")
@@ -335,6 +339,7 @@ class GradeReport:
             "execution_error": self.execution_error,
             "isolation": self.isolation,
             "notes": list(self.notes),
+            "review": list(self.review),
         }
 
     def to_json(self) -> str:
@@ -487,6 +492,8 @@ def grade(
         not the source's, a source without graded cells.
     """
     from .grading import choose_sandbox, run_submission
+    from .grading.guard import import_statements, imported_names
+    from .grading.review import review_flags
 
     submission = Path(submission)
     if not submission.is_file():
@@ -509,6 +516,14 @@ def grade(
         c.source
         for c in source_nb.cells
         if c.cell_type == "code" and (not _nbgrader(c).get("solution"))
+    ]
+    known = {c.source for c in source_nb.cells} | {
+        c.source for c in student_notebook(source_nb).cells
+    }
+    written = [
+        (i, c.source)
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and i not in test_cells and c.source not in known
     ]
     kernel_env = {"DRDD_EDU_SMOKE": "1" if smoke else "0", **(env or {})}
     outcome = run_submission(
@@ -548,6 +563,7 @@ def grade(
         isolation="sandbox" if use_sandbox else "none",
         notes=notes,
         failure=outcome.failure,
+        review=review_flags(written, imported_names(import_statements(instructor_code)[0])),
     )
 
 

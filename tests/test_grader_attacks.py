@@ -108,20 +108,43 @@ HOOK_ATTACKS = {
         "builtins.AssertionError = _Yes"
     ),
     "monkeypatch-module": "import math\nmath.isclose = lambda *a, **k: True",
-    "rebind-names": (
-        "import types\n"
-        "math = types.SimpleNamespace(isclose=lambda *a, **k: True, sqrt=lambda x: 0.0)"
-    ),
-    "patch-while-the-test-runs": (
-        "def square(x):\n"
-        "    import math as m\n"
-        "    m.isclose = lambda *a, **k: True\n"
-        "    globals()['math'] = type('M', (), {'isclose': staticmethod(lambda *a, **k: True)})\n"
-        "    return 9.0 if x == 3 else 0.0"
-    ),
-    "excepthook-and-exit": (
-        "import sys\nsys.excepthook = lambda *a: None\ndef hypot(a, b):\n    raise SystemExit(0)"
-    ),
+}
+
+
+# attacks written into the exercise's own cell (a cell of their own would be overwritten by it)
+SOLUTION_ATTACKS = {
+    "patch-while-the-test-runs": {
+        "sq": (
+            "def square(x):\n"
+            "    import math as m\n"
+            "    m.isclose = lambda *a, **k: True\n"
+            "    globals()['math'] = type('M', (), {'isclose': staticmethod(lambda *a, **k: True)})\n"
+            "    return 9.0 if x == 3 else 0.0"
+        )
+    },
+    "self-restoring-patch": {
+        "sq": (
+            "import math\n"
+            "def square(x):\n"
+            "    real = math.isclose\n"
+            "    def once(*a, **k):\n"
+            "        math.isclose = real\n"
+            "        return True\n"
+            "    math.isclose = once\n"
+            "    return 9.0 if x == 3 else 0.0"
+        )
+    },
+    "excepthook-and-exit": {
+        "hyp": "import sys\nsys.excepthook = lambda *a: None\ndef hypot(a, b):\n    raise SystemExit(0)"
+    },
+    "rebind-names": {
+        "sq": (
+            "import types\n"
+            "math = types.SimpleNamespace(isclose=lambda *a, **k: True, sqrt=lambda x: 0.0)\n"
+            "def square(x):\n"
+            "    return 9"
+        )
+    },
 }
 
 
@@ -186,6 +209,7 @@ def test_honest_baseline(tmp_path, assignment, sandbox):
     assert unsolved.isolation == ("sandbox" if sandbox else "none")
     wrong = _grade(_submission(tmp_path, student, "pass", WRONG), source, sandbox)
     assert wrong.points == {"sq-test": 0.0, "hyp-test": 0.0}, wrong.summary()
+    assert unsolved.review == [] and wrong.review == []  # honest code is not flagged
     right = {
         "sq": "def square(x):\n    return x * x",
         "hyp": "def hypot(a, b):\n    return math.sqrt(a * a + b * b)",
@@ -198,22 +222,30 @@ def test_honest_baseline(tmp_path, assignment, sandbox):
 
 
 @pytest.mark.parametrize("sandbox", MODES)
-@pytest.mark.parametrize("attack", sorted(HOOK_ATTACKS))
+@pytest.mark.parametrize("attack", sorted(HOOK_ATTACKS) + sorted(SOLUTION_ATTACKS))
 def test_hooks_cannot_change_a_grade(tmp_path, assignment, repo_before, attack, sandbox):
     source, student = assignment
-    code = HOOK_ATTACKS[attack]
-    for solutions in (None, WRONG):  # the unsolved stubs, then wrong answers
+    if attack in HOOK_ATTACKS:  # a cell of its own, with the unsolved stubs, then wrong answers
+        variants = [(HOOK_ATTACKS[attack], None), (HOOK_ATTACKS[attack], WRONG)]
+    else:  # inside the exercise's cell, with the other exercise unsolved, then wrong
+        variants = [
+            ("pass", SOLUTION_ATTACKS[attack]),
+            ("pass", {**WRONG, **SOLUTION_ATTACKS[attack]}),
+        ]
+    for code, solutions in variants:
         report = _grade(_submission(tmp_path, student, code, solutions), source, sandbox)
         assert report.total == 0, f"{attack}: {report.summary()}"
         assert report.failure is None, report.summary()
+        assert report.review, f"{attack} was not flagged for review"
     # a correct solution still earns its points after the attack (the restore is not destructive)
     right = {
         "sq": "def square(x):\n    return x * x",
         "hyp": "def hypot(a, b):\n    return math.sqrt(a * a + b * b)",
     }
-    skip = ("patch-while-the-test-runs", "excepthook-and-exit", "rebind-names")
-    if not sandbox and attack not in skip:  # (the same code path with the sandbox: once is enough)
-        report = _grade(_submission(tmp_path, student, code, right), source, sandbox)
+    if not sandbox and attack in HOOK_ATTACKS:  # (the same code path with the sandbox)
+        report = _grade(
+            _submission(tmp_path, student, HOOK_ATTACKS[attack], right), source, sandbox
+        )
         assert report.total == 4, f"{attack}: {report.summary()}"
     assert _repo_state() == repo_before
 
@@ -368,6 +400,14 @@ def test_total_timeout_and_dead_kernel(tmp_path, assignment, sandbox):
     report = _grade(path, source, sandbox)
     assert report.failure == "dead kernel", report.summary()
     assert report.points == {"sq-test": 1.0, "hyp-test": 0.0}
+
+
+def test_endless_output_is_capped(tmp_path, assignment):
+    source, student = assignment
+    flood = "import sys\nfor _ in range(200):\n    sys.stdout.write('x' * 100_000 + '\\n')"
+    report = _grade(_submission(tmp_path, student, flood), source, False)
+    text = "".join(o.get("text", "") for o in report.notebook.cells[1].outputs)
+    assert len(text) < 5 * 2**20 and "dropped this cell's output" in text
 
 
 def test_memory_is_capped(tmp_path, assignment):

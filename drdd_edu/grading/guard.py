@@ -251,6 +251,16 @@ def import_statements(sources: list[str]) -> tuple[str, list[str]]:
     return program, sorted(set(modules))
 
 
+def imported_names(import_src: str) -> frozenset[str]:
+    """The names an :func:`import_statements` program binds (``torch``, ``q_sample``, ...)."""
+    names = set()
+    for node in ast.walk(ast.parse(import_src)):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                names.add(alias.asname or alias.name.split(".")[0])
+    return frozenset(names)
+
+
 def setup_request(runner_name: str, import_src: str, module_names: list[str]) -> str:
     """The code of the setup request (sent once, before any cell of the submission)."""
     return (

@@ -62,6 +62,7 @@ ETC_FILES = (
     "/etc/mime.types",
 )
 MARKER_VAR = "DRDD_EDU_GRADING_RUN"
+TMPFS_BYTES = 512 * 2**20  # the sandbox's /tmp
 
 
 class SandboxUnavailable(RuntimeError):
@@ -260,7 +261,10 @@ def bwrap_command(run: RunDir, argv: list[str], env: dict[str, str]) -> list[str
             )
         cmd += ["--ro-bind", str(path), str(path)]
     cmd += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    if _bwrap_supports("--size"):  # /tmp is memory: cap it (bubblewrap >= 0.8)
+        cmd += ["--size", str(TMPFS_BYTES)]
+    cmd += ["--tmpfs", "/tmp"]
     cmd += ["--ro-bind", str(run.pkg), str(run.pkg)]
     for folder in (run.work, run.home, run.conn):
         cmd += ["--bind", str(folder), str(folder)]
@@ -268,6 +272,15 @@ def bwrap_command(run: RunDir, argv: list[str], env: dict[str, str]) -> list[str
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     return [*cmd, "--", *argv]
+
+
+@functools.cache
+def _bwrap_supports(option: str) -> bool:
+    try:
+        text = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return option in (text.stdout + text.stderr)
 
 
 @functools.lru_cache(maxsize=1)

@@ -45,6 +45,8 @@ class ExecResult:
     outputs: list = field(default_factory=list)
     reply: dict = field(default_factory=dict)
     execution_count: int | None = None
+    output_bytes: int = 0
+    truncated: bool = False
 
 
 class KernelSession:
@@ -165,8 +167,13 @@ class KernelSession:
         silent: bool = False,
         store_history: bool = True,
         user_expressions: dict[str, str] | None = None,
+        max_output_bytes: int = 4 * 2**20,
     ) -> ExecResult:
-        """Run ``code``; collect its outputs (nbformat) and reply within ``timeout_s`` seconds."""
+        """Run ``code``; collect its outputs (nbformat) and reply within ``timeout_s`` seconds.
+
+        Outputs beyond ``max_output_bytes`` are dropped (a note says so), so that a cell printing
+        without end cannot fill the grader's memory.
+        """
         import nbformat
 
         client = self.client
@@ -204,7 +211,7 @@ class KernelSession:
                 except queue.Empty:
                     msg = None
                 if msg is not None and msg["parent_header"].get("msg_id") == msg_id:
-                    idle = self._handle_iopub(msg, result, nbformat)
+                    idle = self._handle_iopub(msg, result, nbformat, max_output_bytes)
             if not replied:
                 try:
                     reply = client.get_shell_msg(timeout=0.01 if not idle else wait)
@@ -215,12 +222,17 @@ class KernelSession:
                     result.reply = reply["content"]
                     if result.execution_count is None:
                         result.execution_count = reply["content"].get("execution_count")
+        if result.truncated:
+            note = (
+                f"[the grader dropped this cell's output after {max_output_bytes // 2**20} MiB]\n"
+            )
+            result.outputs.append(nbformat.v4.new_output("stream", name="stderr", text=note))
         status = result.reply.get("status", "error")
         result.status = "interrupted" if interrupted else status
         return result
 
     @staticmethod
-    def _handle_iopub(msg: dict, result: ExecResult, nbformat) -> bool:  # noqa: ANN001
+    def _handle_iopub(msg: dict, result: ExecResult, nbformat, max_bytes: int) -> bool:  # noqa: ANN001
         """Add one iopub message to the outputs; True once the kernel is idle again."""
         kind, content = msg["msg_type"], msg["content"]
         if kind == "status":
@@ -230,6 +242,10 @@ class KernelSession:
         elif kind == "clear_output":
             result.outputs.clear()
         elif kind in ("stream", "display_data", "execute_result", "error"):
+            result.output_bytes += len(str(content))
+            if result.output_bytes > max_bytes:
+                result.truncated = True
+                return False
             out = nbformat.v4.output_from_msg(msg)
             last = result.outputs[-1] if result.outputs else None
             if (

@@ -30,7 +30,7 @@ def student_name(report) -> str:  # noqa: ANN001 — a GradeReport
 
 def write_csv(reports: Sequence, path: Path | str) -> Path:
     """One row per report: student, submission, total, max_total, one column per graded cell
-    (in the order the notebooks have them), status and a one-line note."""
+    (in the order the notebooks have them), status, a one-line note, and the review flags."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns: list[str] = []
@@ -40,7 +40,9 @@ def write_csv(reports: Sequence, path: Path | str) -> Path:
                 columns.append(cell.grade_id)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", "submission", "total", "max_total", *columns, "status", "note"])
+        writer.writerow(
+            ["student", "submission", "total", "max_total", *columns, "status", "note", "review"]
+        )
         for report in reports:
             points = report.points
             note = report.execution_error or "; ".join(report.notes)
@@ -53,6 +55,7 @@ def write_csv(reports: Sequence, path: Path | str) -> Path:
                     *(f"{points[c]:g}" if c in points else "" for c in columns),
                     report.status,
                     " ".join(note.split()),
+                    "; ".join(report.review),
                 ]
             )
     return path
