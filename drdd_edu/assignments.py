@@ -13,17 +13,19 @@ conventions, so the same files work with this module and with nbgrader itself:
 :func:`build_student_version` replaces each solution by ``raise NotImplementedError()`` (at the
 marker's indentation), removes the hidden tests and the outputs, and keeps the nbgrader metadata.
 :func:`grade` restores every test cell of a submission from the instructor source (visible and
-hidden tests, matched by ``grade_id``), executes the notebook with nbclient, continuing past errors,
-and awards a test cell's points when it runs without an error.
+hidden tests, matched by ``grade_id``), executes the notebook in an isolated kernel (optionally
+under bubblewrap), continuing past errors, and awards a test cell's points when it runs to its end
+through a guard that student code cannot switch off with Python's or IPython's hooks — see
+:mod:`drdd_edu.grading` for how, and for what it does not protect against.
+:func:`grade_many` grades a batch (optionally in parallel); :mod:`drdd_edu.grading.reports` writes
+the grades as CSV and each student's feedback as HTML.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ __all__ = [
     "build_all",
     "build_student_version",
     "grade",
+    "grade_many",
     "graded_cells",
     "infer_source",
     "read_notebook",
@@ -246,6 +249,8 @@ def build_all(
 
 # ----------------------------------------------------------------------------- grading
 
+DEFAULT_MEMORY_MB = 4096
+
 
 @dataclass
 class CellGrade:
@@ -260,13 +265,25 @@ class CellGrade:
 
 @dataclass
 class GradeReport:
-    """Points per ``grade_id`` for one submission, and the executed notebook."""
+    """Points per ``grade_id`` for one submission, and the executed notebook.
+
+    ``failure`` says why grading stopped early — ``"timeout"``, ``"dead kernel"``,
+    ``"no kernel"``, ``"malformed"`` (the submission could not be read or matched) — or is None;
+    ``execution_error`` is its one-line explanation. ``isolation`` is ``"sandbox"`` (bubblewrap)
+    or ``"none"``; ``notes`` list what was repaired in the submission (restored test cells, ignored
+    cells); ``review`` lists the student's cells that use tools no exercise needs (IPython's shell,
+    frames, ``gc``, ``exec``, processes, ...): they do not change the grade, they say where to look.
+    """
 
     submission: Path
-    source: Path
+    source: Path | None
     cells: list[CellGrade]
-    execution_error: str | None = None  # the kernel died or could not start: later cells not run
+    execution_error: str | None = None
     notebook: object = field(default=None, repr=False)  # the executed nbformat NotebookNode
+    isolation: str = "none"
+    notes: list[str] = field(default_factory=list)
+    failure: str | None = None
+    review: list[str] = field(default_factory=list)  # student cells to read (grading.review)
 
     @property
     def points(self) -> dict[str, float]:
@@ -280,13 +297,32 @@ class GradeReport:
     def max_total(self) -> float:
         return sum(c.max_points for c in self.cells)
 
+    @property
+    def status(self) -> str:
+        """``"graded"`` or the failure mode."""
+        return self.failure or "graded"
+
+    def line(self) -> str:
+        """One line: the file, the total, and the failure or notes, if any."""
+        text = f"{self.submission}: {self.total:g} / {self.max_total:g}"
+        if self.execution_error:
+            text += f" — {self.execution_error}"
+        elif self.notes:
+            text += " — " + "; ".join(self.notes)
+        return text
+
     def summary(self) -> str:
         """A printable table: one line per graded cell, then the total."""
         width = max([len(c.grade_id) for c in self.cells] + [5])
-        lines = [f"{self.submission.name} (graded against {self.source})"]
+        where = f"graded against {self.source}" if self.source else "not graded"
+        lines = [f"{self.submission.name} ({where}; isolation: {self.isolation})"]
         for c in self.cells:
             note = c.status + (f" — {c.error}" if c.error else "")
             lines.append(f"  {c.grade_id:<{width}}  {c.points:g} / {c.max_points:g}  {note}")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
+        for flag in self.review:
+            lines.append(f"  review: {flag}")
         if self.execution_error:
             lines.append(f"  execution stopped: {self.execution_error}")
         lines.append(f"  {'total':<{width}}  {self.total:g} / {self.max_total:g}")
@@ -295,11 +331,15 @@ class GradeReport:
     def to_dict(self) -> dict:
         return {
             "submission": str(self.submission),
-            "source": str(self.source),
+            "source": str(self.source) if self.source else None,
             "total": self.total,
             "max_total": self.max_total,
+            "status": self.status,
             "cells": [c.__dict__.copy() for c in self.cells],
             "execution_error": self.execution_error,
+            "isolation": self.isolation,
+            "notes": list(self.notes),
+            "review": list(self.review),
         }
 
     def to_json(self) -> str:
@@ -333,22 +373,41 @@ def infer_source(submission: Path | str, notebook_dir: Path | str | None = None)
     return matches[0]
 
 
-def _merge_tests(submission_nb, source_nb, submission: Path, source: Path) -> None:  # noqa: ANN001
-    """Put the instructor's test cells (visible and hidden tests) into the submission."""
-    src_cells, sub_cells = graded_cells(source_nb), graded_cells(submission_nb)
+def _merge_tests(submission_nb, source_nb, submission: Path, source: Path) -> list[str]:  # noqa: ANN001
+    """Put the instructor's test cells (visible and hidden tests) into the submission.
+
+    Test cells the student deleted are put back after the exercise they follow; cells with
+    ``grade_id`` s the source does not have are not graded. Returns notes on these repairs.
+
+    Raises:
+        AssignmentError: the source has no test cells; no ``grade_id`` in common (the wrong
+            notebook); a ``grade_id`` twice; a cell whose kind differs from the source's.
+    """
+    src_cells = graded_cells(source_nb)
+    try:
+        sub_cells = graded_cells(submission_nb)
+    except AssignmentError as err:
+        raise AssignmentError(f"{submission.name}: {err}") from err
     if not any(_is_test_cell(c) for c in src_cells.values()):
         raise AssignmentError(f"{source} has no graded test cells: nothing to grade")
     missing = [g for g in src_cells if g not in sub_cells]
     extra = [g for g in sub_cells if g not in src_cells]
-    if missing or extra:
-        parts = [f"missing {missing}" if missing else "", f"unknown {extra}" if extra else ""]
+    if len(missing) == len(src_cells):
+        parts = [f"missing {missing}", f"unknown {extra}" if extra else ""]
         raise AssignmentError(
             f"{submission.name} does not match {source.name}: grade_ids "
             + ", ".join(p for p in parts if p)
-            + " (is it the right notebook? were exercise cells deleted or copied?)"
+            + " (is it the right notebook?)"
         )
+    notes = []
+    for grade_id in extra:
+        del sub_cells[grade_id].metadata["nbgrader"]
+    if extra:
+        notes.append(f"cells with unknown grade_ids {extra} were not graded")
     for grade_id, src_cell in src_cells.items():
-        sub_cell = sub_cells[grade_id]
+        sub_cell = sub_cells.get(grade_id)
+        if sub_cell is None:
+            continue
         if sub_cell.cell_type != src_cell.cell_type or _is_test_cell(sub_cell) != _is_test_cell(
             src_cell
         ):
@@ -358,6 +417,24 @@ def _merge_tests(submission_nb, source_nb, submission: Path, source: Path) -> No
         if _is_test_cell(src_cell):
             sub_cell.source = src_cell.source
             sub_cell.metadata["nbgrader"] = dict(_nbgrader(src_cell))
+            sub_cell.outputs = []
+    previous = None
+    for grade_id, src_cell in src_cells.items():
+        if grade_id in missing:
+            if _is_test_cell(src_cell):
+                position = len(submission_nb.cells)
+                if previous is not None:
+                    position = submission_nb.cells.index(previous) + 1
+                cell = copy.deepcopy(src_cell)
+                cell.outputs, cell.execution_count = [], None
+                submission_nb.cells.insert(position, cell)
+                previous = cell
+                notes.append(f"the deleted test cell {grade_id!r} was put back")
+            else:
+                notes.append(f"cell {grade_id!r} is missing (its tests cannot pass)")
+        else:
+            previous = sub_cells[grade_id]
+    return notes
 
 
 def _first_error(cell) -> str | None:  # noqa: ANN001
@@ -368,87 +445,176 @@ def _first_error(cell) -> str | None:  # noqa: ANN001
     return None
 
 
+def _source_cells(source_nb) -> list[CellGrade]:  # noqa: ANN001
+    """Every graded cell of the source with 0 points and status "not run"."""
+    return [
+        CellGrade(g, 0.0, float(_nbgrader(c).get("points", 0)), "not run")
+        for g, c in graded_cells(source_nb).items()
+        if _nbgrader(c).get("grade")
+    ]
+
+
 def grade(
     submission: Path | str,
     source: Path | str | None = None,
     *,
     smoke: bool = True,
-    timeout_s: int = 600,
+    timeout_s: float = 600,
+    total_timeout_s: float | None = None,
+    sandbox: bool | None = None,
+    memory_mb: int | None = DEFAULT_MEMORY_MB,
     env: dict[str, str] | None = None,
     notebook_dir: Path | str | None = None,
 ) -> GradeReport:
     """Grade a submitted notebook against its instructor source.
 
     The submission's test cells are replaced by the source's (visible and hidden tests, matched by
-    ``grade_id``); the notebook is executed in a fresh kernel, continuing past errors, and each
-    test cell earns its ``points`` if it runs without an error.
+    ``grade_id``, points from the source); the notebook runs in a fresh kernel in a temporary
+    folder outside the repository, continuing past errors; each test cell earns its ``points``
+    if it runs to its end through the guard (see :mod:`drdd_edu.grading`).
 
     Args:
         submission: the student's ``.ipynb`` (or percent ``.py``).
         source: the instructor notebook; inferred from the submission's name when None.
         smoke: run the notebook at its CI size (``DRDD_EDU_SMOKE=1``), the default.
-        timeout_s: per-cell timeout; a cell running longer is interrupted and fails.
-        env: extra environment variables for the kernel. Figures go to a temporary folder
-            unless ``DRDD_EDU_FIGURES`` is given here.
+        timeout_s: per-cell limit; a cell running longer is interrupted, and if it does not stop,
+            its whole process tree is killed (the cells after it do not run).
+        total_timeout_s: limit for the whole notebook (None: no limit beyond the per-cell one).
+        sandbox: run the kernel under bubblewrap; None (default): when bubblewrap works here,
+            else with a :class:`GradingNotIsolatedWarning`. True without bubblewrap raises
+            :class:`~drdd_edu.grading.isolation.SandboxUnavailable`.
+        memory_mb: address-space limit for each process of the kernel (None: none).
+        env: extra environment variables for the kernel (its environment is otherwise built from
+            scratch). Figures go to the run's temporary folder.
         notebook_dir: where to look for the source when it is inferred.
     Raises:
-        FileNotFoundError: a missing file. AssignmentError: a corrupt notebook, grade_ids that do
-        not match, or a source without graded cells.
+        FileNotFoundError: a missing file. AssignmentError: a corrupt notebook, a notebook that is
+        not the source's, a source without graded cells.
     """
-    import nbclient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from .grading import choose_sandbox, run_submission
+    from .grading.guard import import_statements, imported_names
+    from .grading.review import review_flags
 
     submission = Path(submission)
     if not submission.is_file():
         raise FileNotFoundError(f"submission not found: {submission}")
     source = Path(source) if source else infer_source(submission, notebook_dir)
     source_nb, nb = read_notebook(source), read_notebook(submission)
-    _merge_tests(nb, source_nb, submission, source)
+    notes = _merge_tests(nb, source_nb, submission, source)
+    use_sandbox = choose_sandbox(sandbox)
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
         "language": "python",
     }
 
-    execution_error = None
-    with tempfile.TemporaryDirectory(prefix="drdd-grade-") as tmp:
-        kernel_env = dict(os.environ)
-        kernel_env.update(
-            DRDD_EDU_SMOKE="1" if smoke else "0",
-            MPLBACKEND="Agg",
-            DRDD_EDU_FIGURES=str(Path(tmp) / "figures"),
-        )
-        kernel_env.update(env or {})
-        client = nbclient.NotebookClient(
-            nb,
-            timeout=timeout_s,
-            kernel_name="python3",
-            allow_errors=True,
-            interrupt_on_timeout=True,
-            # the notebook runs from the source's folder, as under the course runner and nbval
-            resources={"metadata": {"path": str(source.resolve().parent)}},
-        )
-        try:
-            client.execute(env=kernel_env)
-        except (DeadKernelError, CellTimeoutError, RuntimeError) as err:
-            execution_error = f"{type(err).__name__}: {err}"
+    cells = graded_cells(nb)
+    index_of = {id(c): i for i, c in enumerate(nb.cells)}
+    grade_ids = {index_of[id(c)]: g for g, c in cells.items()}
+    test_cells = {index_of[id(c)] for c in cells.values() if _is_test_cell(c)}
+    instructor_code = [
+        c.source
+        for c in source_nb.cells
+        if c.cell_type == "code" and (not _nbgrader(c).get("solution"))
+    ]
+    known = {c.source for c in source_nb.cells} | {
+        c.source for c in student_notebook(source_nb).cells
+    }
+    written = [
+        (i, c.source)
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and i not in test_cells and c.source not in known
+    ]
+    kernel_env = {"DRDD_EDU_SMOKE": "1" if smoke else "0", **(env or {})}
+    outcome = run_submission(
+        nb,
+        test_cells,
+        instructor_code,
+        env=kernel_env,
+        sandbox=use_sandbox,
+        timeout_s=timeout_s,
+        total_timeout_s=total_timeout_s,
+        memory_mb=memory_mb,
+        grade_ids=grade_ids,
+    )
 
     results = []
-    for grade_id, cell in graded_cells(nb).items():
-        meta = _nbgrader(cell)
+    for grade_id, src_cell in graded_cells(source_nb).items():
+        meta = _nbgrader(src_cell)
         if not meta.get("grade"):
             continue
         max_points = float(meta.get("points", 0))
         if meta.get("solution"):  # a graded answer: nbgrader's manual grading
             results.append(CellGrade(grade_id, 0.0, max_points, "manual"))
             continue
-        error = _first_error(cell)
-        if error and error.startswith("KeyboardInterrupt"):
-            error = f"interrupted: the cell ran longer than {timeout_s} s"
-        if error:
-            results.append(CellGrade(grade_id, 0.0, max_points, "failed", error))
-        elif cell.get("execution_count") is None:
-            results.append(CellGrade(grade_id, 0.0, max_points, "not run", execution_error))
-        else:
+        verdict = outcome.tests.get(index_of.get(id(cells.get(grade_id)), -1))
+        if verdict is None:
+            results.append(CellGrade(grade_id, 0.0, max_points, "not run", outcome.execution_error))
+        elif verdict.passed:
             results.append(CellGrade(grade_id, max_points, max_points, "passed"))
-    return GradeReport(submission, source, results, execution_error, nb)
+        else:
+            results.append(CellGrade(grade_id, 0.0, max_points, "failed", verdict.error))
+    return GradeReport(
+        submission,
+        source,
+        results,
+        outcome.execution_error,
+        nb,
+        isolation="sandbox" if use_sandbox else "none",
+        notes=notes,
+        failure=outcome.failure,
+        review=review_flags(written, imported_names(import_statements(instructor_code)[0])),
+    )
+
+
+def grade_many(
+    submissions: Sequence[Path | str],
+    source: Path | str | None = None,
+    *,
+    workers: int = 1,
+    sandbox: bool | None = None,
+    notebook_dir: Path | str | None = None,
+    progress: bool = True,
+    **kwargs,  # noqa: ANN003 — as for grade()
+) -> list[GradeReport]:
+    """Grade many submissions, ``workers`` at a time; one report per submission, in order.
+
+    A submission that cannot be graded (missing, corrupt, the wrong notebook) gets a report with
+    ``failure="malformed"``, 0 points and the reason, instead of stopping the batch.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    from .grading import choose_sandbox
+
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    use_sandbox = choose_sandbox(sandbox)  # decided (and warned about) once for the batch
+
+    def one(path: Path | str) -> GradeReport:
+        path = Path(path)
+        try:
+            return grade(path, source, sandbox=use_sandbox, notebook_dir=notebook_dir, **kwargs)
+        except (AssignmentError, FileNotFoundError) as err:
+            src, cells = None, []
+            try:
+                src = Path(source) if source else infer_source(path, notebook_dir)
+                cells = _source_cells(read_notebook(src))
+            except (AssignmentError, FileNotFoundError):
+                pass
+            return GradeReport(
+                path,
+                src,
+                cells,
+                f"malformed: {err}",
+                isolation="sandbox" if use_sandbox else "none",
+                failure="malformed",
+            )
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(one, s) for s in submissions]
+        bar = tqdm(
+            futures, desc="grading", unit="notebook", disable=not progress or len(futures) < 2
+        )
+        return [f.result() for f in bar]

@@ -7,8 +7,10 @@ drdd-edu course [--smoke] [--only 01 02] [--out build/course]
 drdd-edu notebooks [--out DIR]      write .ipynb files from the jupytext sources
 drdd-edu assignments build [--out build/assignments] [--only 01 02] [--format ipynb py]
                                     write student versions (no solutions, no hidden tests)
-drdd-edu assignments grade SUBMISSION [--source notebooks/NN_x.py] [--full-size] [--json]
-                                    grade a returned notebook; exit 2 if it cannot be graded
+drdd-edu assignments grade SUBMISSION... [--source notebooks/NN_x.py] [--csv grades.csv]
+        [--feedback DIR] [--workers N] [--sandbox|--no-sandbox] [--timeout S] [--total-timeout S]
+        [--memory-mb MB] [--full-size] [--json]
+                                    grade returned notebooks; exit 2 if one cannot be graded
     drdd-edu train --config tiny-cpu [--resume] / sample / evaluate / bench
                                     training and checkpoints (see drdd_edu.train_cli)
     drdd-edu experiment NAME|all [--size smoke|cpu|full]
@@ -85,7 +87,7 @@ def user_errors(command: str | None = None) -> tuple[type[BaseException], ...]:
     configs (``ValueError``), files and disks (``OSError``: missing, read-only, full, a folder
     in the way), unusable checkpoints, run folders in use, missing devices and diverged runs.
     ``experiment`` adds ``RuntimeError`` (its sizes refuse a machine without the GPU they
-    need)."""
+    need), and so does ``assignments`` (a grading kernel that cannot start)."""
     from .checkpoint import CheckpointError, RunLockedError
     from .train import DeviceUnavailableError
 
@@ -97,7 +99,7 @@ def user_errors(command: str | None = None) -> tuple[type[BaseException], ...]:
         DeviceUnavailableError,
         FloatingPointError,  # a diverged training run (its last checkpoint is kept)
     )
-    return (*errors, RuntimeError) if command == "experiment" else errors
+    return (*errors, RuntimeError) if command in ("experiment", "assignments") else errors
 
 
 def error_line(command: str, err: BaseException) -> str:
@@ -188,8 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=["ipynb"],
         help="student file formats (default ipynb)",
     )
-    grade = asg_sub.add_parser("grade", help="grade a returned notebook; print the score")
-    grade.add_argument("submission", type=Path, help="the student's .ipynb")
+    grade = asg_sub.add_parser(
+        "grade", help="grade returned notebooks (in a sandbox when bubblewrap is installed)"
+    )
+    grade.add_argument(
+        "submission",
+        type=Path,
+        nargs="+",
+        help="students' .ipynb files, e.g. submitted/*/01_*.ipynb",
+    )
     grade.add_argument(
         "--source",
         type=Path,
@@ -199,8 +208,42 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument(
         "--full-size", action="store_true", help="run at full size instead of the CI size"
     )
-    grade.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds")
-    grade.add_argument("--json", action="store_true", help="print the report as JSON")
+    grade.add_argument("--timeout", type=float, default=600, help="per-cell timeout in seconds")
+    grade.add_argument(
+        "--total-timeout",
+        type=float,
+        default=None,
+        help="timeout for a whole notebook in seconds (default: none beyond the per-cell one)",
+    )
+    box = grade.add_mutually_exclusive_group()
+    box.add_argument(
+        "--sandbox",
+        dest="sandbox",
+        action="store_true",
+        default=None,
+        help="require the bubblewrap sandbox (the default whenever bwrap works here)",
+    )
+    box.add_argument(
+        "--no-sandbox",
+        dest="sandbox",
+        action="store_false",
+        help="grade without the sandbox (students' code runs with your rights)",
+    )
+    grade.add_argument(
+        "--memory-mb",
+        type=int,
+        default=4096,
+        help="address-space limit per kernel process in MiB (default 4096)",
+    )
+    grade.add_argument("--workers", type=int, default=1, help="notebooks graded at once")
+    grade.add_argument("--csv", type=Path, default=None, help="write the grades to this CSV file")
+    grade.add_argument(
+        "--feedback",
+        type=Path,
+        default=None,
+        help="folder for HTML feedback per student (default: feedback/ beside the CSV)",
+    )
+    grade.add_argument("--json", action="store_true", help="print the reports as JSON")
     train_cli.add_commands(sub)  # train, sample, evaluate, bench, experiment
     add_debug_option(parser)
     return parser
@@ -254,9 +297,10 @@ def _notebooks(args: argparse.Namespace) -> int:
 
 
 def _assignments(args: argparse.Namespace) -> int:
-    # an AssignmentError (a ValueError) or a missing file is reported by run_guarded:
-    # "drdd-edu assignments build|grade: error: …", exit status 2
-    from .assignments import build_all, grade
+    # an AssignmentError (a ValueError), a missing file or a kernel that cannot start (a
+    # RuntimeError) is reported by run_guarded: "drdd-edu assignments build|grade: error: …",
+    # exit status 2
+    from .assignments import build_all
 
     if args.action == "build":
         written = build_all(args.out, select=args.only, formats=args.format)
@@ -266,14 +310,55 @@ def _assignments(args: argparse.Namespace) -> int:
         for path in written:
             print(path)
         return 0
-    report = grade(
-        args.submission,
-        args.source,
+    return _grade(args)
+
+
+def _grade(args: argparse.Namespace) -> int:
+    import json
+
+    from .assignments import grade, grade_many
+    from .grading import NOT_ISOLATED, choose_sandbox, sandbox_problem
+    from .grading.reports import write_csv, write_feedback
+
+    if args.sandbox is None:
+        problem = sandbox_problem()
+        if problem:
+            print(f"warning: {NOT_ISOLATED.format(why=problem)}", file=sys.stderr)
+        sandbox = problem is None
+    else:
+        sandbox = choose_sandbox(args.sandbox)
+        if not sandbox:
+            print(f"warning: {NOT_ISOLATED.format(why='--no-sandbox')}", file=sys.stderr)
+    options = dict(
         smoke=not args.full_size,
         timeout_s=args.timeout,
+        total_timeout_s=args.total_timeout,
+        sandbox=sandbox,
+        memory_mb=args.memory_mb,
     )
-    print(report.to_json() if args.json else report.summary())
-    return 0
+    single = len(args.submission) == 1 and args.csv is None and args.feedback is None
+    if single:  # one notebook: errors are fatal, the report is printed in full
+        reports = [grade(args.submission[0], args.source, **options)]
+    else:
+        reports = grade_many(args.submission, args.source, workers=args.workers, **options)
+    if args.csv:
+        write_csv(reports, args.csv)
+    feedback = args.feedback or (args.csv.parent / "feedback" if args.csv else None)
+    if feedback:
+        for report in reports:
+            write_feedback(report, feedback)
+    if args.json:
+        data = [r.to_dict() for r in reports]
+        print(json.dumps(data[0] if single else data, indent=2))
+    elif single:
+        print(reports[0].summary())
+    else:
+        for report in reports:
+            print(report.line())
+    malformed = [r for r in reports if r.failure == "malformed"]
+    for report in malformed:
+        print(f"drdd-edu assignments grade: error: {report.execution_error}", file=sys.stderr)
+    return 2 if malformed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -832,7 +832,8 @@ report_runtime(START, budget_s=180)
 #
 # **Exercise A (2 points) — the RDDM marginal by hand.** Write `my_q_sample(x0, x_in, t, schedule, noise)`
 # returning $I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\,\epsilon$ for an integer `t`, using only
-# `schedule.alphas_cumsum` ($\bar\alpha_t$) and `schedule.betas2_cumsum` ($\bar\beta_t^2$) — not `q_sample`.
+# `schedule.alphas_cumsum` ($\bar\alpha_t$) and `schedule.betas2_cumsum` ($\bar\beta_t^2$) — not `q_sample`
+# (a hidden test checks that your function does not call it).
 # *Hint:* §2; mind that the schedule stores $\bar\beta_t^2$, not $\bar\beta_t$.
 
 # %% nbgrader={"grade": false, "grade_id": "ex01-q-sample", "locked": false, "solution": true, "schema_version": 3}
@@ -869,12 +870,25 @@ mine32 = my_q_sample(x0_ex.float(), x_in_ex.float(), 250, sched_ex, eps_ex.float
 assert torch.allclose(mine32.double(), q_sample(x0_ex, x_in_ex, 250, sched_ex, noise=eps_ex), rtol=0, atol=1e-5)
 # no noise: the mean path moves from I_0 (t = 0 is almost I_0) to I_in
 assert torch.allclose(my_q_sample(x0_ex, x_in_ex, 999, sched_ex, torch.zeros_like(eps_ex)), x_in_ex, atol=1e-12)
+assert type(my_q_sample(x0_ex, x_in_ex, 5, sched_ex, eps_ex)) is torch.Tensor, "return a plain torch.Tensor"
+# written by hand: my_q_sample is not q_sample and does not call it (q_sample raises meanwhile)
+assert my_q_sample is not q_sample, "write my_q_sample yourself instead of reusing q_sample"
+code_h = q_sample.__code__
+def forbidden_h(*args, **kwargs):
+    raise AssertionError("my_q_sample calls q_sample: write the formula yourself")
+q_sample.__code__ = forbidden_h.__code__
+try:
+    by_hand_h = my_q_sample(x0_ex, x_in_ex, 499, sched_ex, eps_ex)
+finally:
+    q_sample.__code__ = code_h
+assert torch.allclose(by_hand_h, q_sample(x0_ex, x_in_ex, 499, sched_ex, noise=eps_ex), rtol=0, atol=1e-12)
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise B (2 points) — the DDIM coefficient conversion.** Write `ddim_coefficients(T, beta_start, beta_end)`
 # returning the pair $(\bar\alpha_t, \bar\beta_t^2)_{t=0}^{T-1}$ of §3 as float64 tensors of shape `(T,)`, starting
-# from the DDPM betas `linspace(beta_start, beta_end, T)` — without `ddim_converted_schedule`.
+# from the DDPM betas `linspace(beta_start, beta_end, T)` — without `ddim_converted_schedule` (a hidden
+# test checks that your function does not call it).
 # *Hint:* $\gamma_t = \prod_{i\le t}(1-b_i)$ is `torch.cumprod`; $\bar\alpha_t = 1-\sqrt{\gamma_t}$, $\bar\beta_t^2 = 1-\gamma_t$.
 
 # %% nbgrader={"grade": false, "grade_id": "ex01-ddim-coefficients", "locked": false, "solution": true, "schema_version": 3}
@@ -905,4 +919,15 @@ for T_h, lo_h, hi_h in ((200, 1e-3, 0.05), (10, 0.1, 0.2), (1000, 1e-4, 0.02)):
     assert torch.allclose(b2_h, ref_h.betas2_cumsum, rtol=0, atol=1e-12), T_h
     assert abs(float(a_h[0]) - (1 - math.sqrt(1 - lo_h))) < 1e-14  # γ_0 = 1 − b_0
     assert (torch.diff(a_h) > 0).all() and (torch.diff(b2_h) > 0).all()
+assert type(a_h) is torch.Tensor and type(b2_h) is torch.Tensor, "return plain torch.Tensors"
+# written by hand: ddim_coefficients does not call ddim_converted_schedule (it raises meanwhile)
+code_h = ddim_converted_schedule.__code__
+def forbidden_h(*args, **kwargs):
+    raise AssertionError("ddim_coefficients calls ddim_converted_schedule: convert the betas yourself")
+ddim_converted_schedule.__code__ = forbidden_h.__code__
+try:
+    a_h, b2_h = ddim_coefficients(50, 1e-3, 0.05)
+finally:
+    ddim_converted_schedule.__code__ = code_h
+assert torch.allclose(a_h, ddim_converted_schedule(50, 1e-3, 0.05).alphas_cumsum, rtol=0, atol=1e-12)
 ### END HIDDEN TESTS

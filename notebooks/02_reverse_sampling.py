@@ -920,7 +920,8 @@ report_runtime(START, budget_s=180)
 # **Exercise C (2 points) — ε̂ from Î_res (mode SM-Res).** Write
 # `noise_from_residual(x_t, x_in, res_hat, t, schedule)` returning
 # $\hat\epsilon = (I_t - I_\text{in} - (\bar\alpha_t - 1)\hat I_\text{res})/\bar\beta_t$ for an integer `t`, using
-# `schedule.alphas_cumsum` and `schedule.betas2_cumsum` (not the library's `predict_noise_from_res`).
+# `schedule.alphas_cumsum` and `schedule.betas2_cumsum` (not the library's `predict_noise_from_res`: a
+# hidden test checks that your function does not call it).
 # It must work at every $t$, including $t = T-1$ where $\bar\alpha_t = 1$. *Hint:* §2's table.
 
 # %% nbgrader={"grade": false, "grade_id": "ex02-noise-from-residual", "locked": false, "solution": true, "schema_version": 3}
@@ -961,13 +962,24 @@ for sched_h in (rddm_schedule(1000, sum_scale=0.01), ddim_converted_schedule(100
         assert torch.allclose(x_t_h - a_h * res_guess_h - b_h * mine_h, x_in_ex - res_guess_h, atol=1e-10)
 mine32_h = noise_from_residual(x0_ex.float(), x_in_ex.float(), x_in_ex.float() - x0_ex.float(), 500, sched_ex)
 assert torch.isfinite(mine32_h).all()
+assert type(mine_h) is torch.Tensor, "return a plain torch.Tensor"
+# written by hand: noise_from_residual does not call predict_noise_from_res (it raises meanwhile)
+code_h = predict_noise_from_res.__code__
+def forbidden_h(*args, **kwargs):
+    raise AssertionError("noise_from_residual calls predict_noise_from_res: write the formula yourself")
+predict_noise_from_res.__code__ = forbidden_h.__code__
+try:
+    by_hand_h = noise_from_residual(x_t_h, x_in_ex, res_guess_h, 999, sched_ex)
+finally:
+    predict_noise_from_res.__code__ = code_h
+assert torch.isfinite(by_hand_h).all()
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise D (2 points) — one deterministic reverse step.** Write
 # `deterministic_step(x_t, res_hat, eps_hat, t, s, schedule)`: RDDM's generalised step of §2 with
 # $\eta = 0$ ($\sigma_t = 0$), from $t$ to $s < t$, where $s = -1$ is the final step with
-# $\bar\alpha_{-1} = \bar\beta_{-1} = 0$. Do not call `rddm_step`.
+# $\bar\alpha_{-1} = \bar\beta_{-1} = 0$. Do not call `rddm_step` (a hidden test checks).
 # *Hint:* with $\sigma_t = 0$ the noise coefficient is $\bar\beta_t - \bar\beta_s$.
 
 # %% nbgrader={"grade": false, "grade_id": "ex02-deterministic-step", "locked": false, "solution": true, "schema_version": 3}
@@ -1012,4 +1024,15 @@ for sched_h, steps_h in ((sched_ex, 5), (rddm_schedule(1000, sum_scale=0.01), 3)
 a_h, b_h = float(sched_ex.alphas_cumsum[40]), float(sched_ex.betas_cumsum[40])
 assert torch.allclose(deterministic_step(x_t_ex, res_ex, eps_ex, 40, -1, sched_ex),
                       x_t_ex - a_h * res_ex - b_h * eps_ex, rtol=0, atol=1e-12)
+assert type(deterministic_step(x_t_ex, res_ex, eps_ex, 40, 20, sched_ex)) is torch.Tensor, "return a plain torch.Tensor"
+# written by hand: deterministic_step does not call rddm_step (it raises meanwhile)
+code_h = rddm_step.__code__
+def forbidden_h(*args, **kwargs):
+    raise AssertionError("deterministic_step calls rddm_step: write the step yourself")
+rddm_step.__code__ = forbidden_h.__code__
+try:
+    by_hand_h = deterministic_step(x_t_ex, res_ex, eps_ex, 500, 250, sched_ex)
+finally:
+    rddm_step.__code__ = code_h
+assert torch.allclose(by_hand_h, rddm_step(x_t_ex, res_ex, eps_ex, 500, 250, sched_ex, eta=0.0), rtol=0, atol=1e-10)
 ### END HIDDEN TESTS

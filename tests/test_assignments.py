@@ -64,6 +64,41 @@ def _grade(submission, source, **kwargs):
     return grade(submission, source, env=KERNEL_ENV, **kwargs)
 
 
+def test_grading_cli_bulk_csv_and_feedback(built, tmp_path, capsys, monkeypatch):
+    """Two students' notebook 02 (one solved, one not) and a corrupt one, graded in one call."""
+    import csv
+
+    instructor = graded_cells(read_notebook(SOURCES["02"]))
+    for student in ("alice", "bob"):
+        nb = nbformat.read(built["02.ipynb"], as_version=4)
+        if student == "alice":
+            for grade_id in ("ex02-noise-from-residual", "ex02-deterministic-step"):
+                graded_cells(nb)[grade_id].source = instructor[grade_id].source
+            script = "from IPython.display import HTML\nHTML('<script>alert(1)</script><b>hi</b>')"
+            nb.cells.insert(1, nbformat.v4.new_code_cell(script))
+        (tmp_path / "submitted" / student).mkdir(parents=True)
+        nbformat.write(nb, tmp_path / "submitted" / student / "02_reverse_sampling.ipynb")
+    (tmp_path / "submitted" / "carol").mkdir()
+    (tmp_path / "submitted" / "carol" / "02_reverse_sampling.ipynb").write_text("{ not json")
+    for key, value in KERNEL_ENV.items():
+        monkeypatch.setenv(key, value)
+    subs = sorted(str(p) for p in (tmp_path / "submitted").glob("*/02_reverse_sampling.ipynb"))
+    grades = tmp_path / "grades.csv"
+    code = main(["assignments", "grade", *subs, "--csv", str(grades), "--workers", "2"])
+    assert code == 2  # carol's notebook could not be graded
+    captured = capsys.readouterr()
+    assert "not a valid notebook" in captured.err
+    rows = {r["student"]: r for r in csv.DictReader(grades.open())}
+    assert sorted(rows) == ["alice", "bob", "carol"]
+    assert rows["alice"]["total"] == "4" and rows["alice"]["ex02-deterministic-step-test"] == "2"
+    assert rows["bob"]["total"] == "0" and rows["bob"]["status"] == "graded"
+    assert rows["carol"]["status"] == "malformed" and rows["carol"]["max_total"] == "4"
+    html = (tmp_path / "feedback" / "alice" / "02_reverse_sampling.html").read_text()
+    assert "ex02-deterministic-step-test" in html and "2 / 2" in html
+    assert "<script>alert(1)" not in html  # students' outputs are sanitized
+    assert not (tmp_path / "feedback" / "carol").exists()
+
+
 def _marker_free(text: str) -> bool:
     return not any(m in text for m in MARKERS)
 
@@ -269,8 +304,16 @@ def test_grade_errors(tmp_path, built):
     ]
     deleted = tmp_path / "02_reverse_sampling.ipynb"
     nbformat.write(nb, deleted)
-    with pytest.raises(AssignmentError, match="ex02-deterministic-step"):
-        grade(deleted)
+    with pytest.raises(AssignmentError, match="not the same kind of cell"):
+        broken = nbformat.read(built["02.ipynb"], as_version=4)
+        meta = graded_cells(broken)["ex02-deterministic-step"].metadata["nbgrader"]
+        meta.update(grade=True, solution=False, points=2)
+        nbformat.write(broken, tmp_path / "kind_02_reverse_sampling.ipynb")
+        grade(tmp_path / "kind_02_reverse_sampling.ipynb")
+    # a deleted exercise cell is graded as missing (its test fails), not refused
+    report = _grade(deleted, None, sandbox=False)
+    assert report.points["ex02-deterministic-step-test"] == 0
+    assert any("ex02-deterministic-step" in note for note in report.notes), report.notes
     with pytest.raises(AssignmentError, match="cannot tell the source"):
         infer_source(tmp_path / "homework.ipynb")
 
