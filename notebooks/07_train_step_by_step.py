@@ -220,7 +220,7 @@ del rddm_one, rddm_two
 # %% [markdown]
 # ### Opening the network
 #
-# `print(model)` lists about 150 modules. A learner needs four things from them: what happens to
+# `print(model)` lists almost 200 modules. A learner needs four things from them: what happens to
 # the time $t$, how the degraded input $I_\text{in}$ gets in, what one ResNet block does, and how
 # the resolution changes on the way down and back up (the "U"). We take them one at a time, on the
 # real modules of `drdd_edu/nn.py` inside the trainer's network (`model.unet`: `pred_res_noise`
@@ -237,6 +237,7 @@ del rddm_one, rddm_two
 
 # %%
 unet = model.unet
+assert 150 < len(list(model.modules())) < 250  # what print(model) would list
 t_show = torch.tensor([0, 1, 10, 100, 999])
 with torch.no_grad():
     emb_show = unet.time_embed(t_show)  # (5, dim)
