@@ -281,7 +281,7 @@ def _test_source(cfg: Any, cache_dir: Path | None = None) -> Any:
     cache: ``cache_dir``, else the default location — never the ``cache_dir`` stored in the
     checkpoint, which names a folder on the machine that trained it (a checkpoint from
     elsewhere must not make this command create or write folders there)."""
-    from .train import _load_sources
+    from .train.batches import _load_sources
 
     local = cfg.replace(
         stage="rddm", objective="pred_res", cache_dir=str(cache_dir) if cache_dir else ""
