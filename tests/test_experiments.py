@@ -25,6 +25,8 @@ from drdd_edu.experiments import (
     stratified_test_indices,
 )
 from drdd_edu.experiments.aosa_exp import aosa_config, cached_selection
+from drdd_edu.experiments.coupled import METHODS as COUPLED_METHODS
+from drdd_edu.experiments.coupled import REFERENCES
 from drdd_edu.experiments.runs import noise_config, rddm_config, residual_config
 from drdd_edu.experiments.sizes import resolve_device_for
 
@@ -57,8 +59,8 @@ def data():
 def expected_rows(name: str) -> int:
     s = SMOKE
     return {
-        "coupled": 2 * len(ALL_TASKS),
-        "data-efficiency": 2 * len(s.fractions) * len(ALL_TASKS),
+        "coupled": (len(COUPLED_METHODS) + len(REFERENCES)) * len(ALL_TASKS),
+        "data-efficiency": len(COUPLED_METHODS) * len(s.fractions) * len(ALL_TASKS),
         "noise-sweep": (len(s.sigmas_test) + len(s.sigmas_train)) * len(ALL_TASKS),
         "aosa": len(TASKS) + 1,
     }[name]
@@ -66,7 +68,8 @@ def expected_rows(name: str) -> int:
 
 def test_constants():
     assert EXPERIMENTS == ("coupled", "data-efficiency", "noise-sweep", "aosa")
-    assert SIZES == ("smoke", "cpu", "full")
+    assert SIZES == ("smoke", "cpu", "gpu", "full")
+    assert COUPLED_METHODS == ("rddm", "drdd", "drdd_cond", "drdd_exact")
     assert get_size("full").preset == "rddm" and get_size("full").image_size == 64
     assert get_size("full").batch_size == 64 and get_size("full").amp == "bf16"
     for size in SIZES:  # one noise net serves every σ ≤ 1.6; RDDM gets DRDD's two budgets
@@ -74,6 +77,11 @@ def test_constants():
         assert s.noise_sum_scale == pytest.approx(2.56)
         assert s.rddm_steps == s.noise_steps + s.residual_steps
         assert noise_config(s, 0, "cpu").make_schedule().betas_cumsum[-1] == pytest.approx(1.6)
+        cond = noise_config(s, 0, "cpu", conditioned=True, fraction=0.5)
+        assert (
+            cond.noise_conditioned and cond.conditioned and cond.data_fraction == 0.5
+        )  # float-exact: literal
+        assert cond.name != noise_config(s, 0, "cpu").name
         # every network config of every size is valid (the full size's too, without a GPU)
         for sigma in {1.0, *s.sigmas_train}:
             assert residual_config(s, sigma, 1.0, 0, "cuda").noise_strength == sigma
@@ -121,8 +129,14 @@ def test_row_contents(smoke):
     results, _ = smoke
     coupled = results["coupled"].rows
     assert {(r["method"], r["task"]) for r in coupled} == {
-        (m, t) for m in ("rddm", "drdd") for t in ALL_TASKS
+        (m, t) for m in (*COUPLED_METHODS, *REFERENCES) for t in ALL_TASKS
     }
+    by = {(r["method"], r["task"]): r for r in coupled}
+    for m in (*COUPLED_METHODS, *REFERENCES):  # every row is scored on the same patches
+        for t in ALL_TASKS:
+            assert by[(m, t)]["psnr_in"] == pytest.approx(by[("rddm", t)]["psnr_in"], abs=1e-9)
+    # the exact variant differs from the sampled one (another way to remove the noise)
+    assert by[("drdd_exact", "average")]["psnr"] != pytest.approx(by[("drdd", "average")]["psnr"])
     for r in coupled:  # the average row is the mean of the task rows
         if r["task"] == "average":
             tasks = [x for x in coupled if x["method"] == r["method"] and x["task"] != "average"]
