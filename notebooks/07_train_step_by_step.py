@@ -999,7 +999,7 @@ assert abs(float(mine_ex) - float(ref_ex)) < 1e-5, (float(mine_ex), float(ref_ex
 print(f"Exercise A: visible checks passed (loss {float(mine_ex):.5f})")
 ### BEGIN HIDDEN TESTS
 import drdd_edu.diffusion as diffusion_module_ex
-import drdd_edu.train as train_module_ex
+import drdd_edu.train.trainer as train_module_ex
 
 # another batch, and a network after some training (the notebook's own trainer)
 for trainer_h, k_h in ((trainer_ex, 1), (trainer_ex, 7), (trainer, 3)):
@@ -1052,7 +1052,7 @@ assert abs(float(again_h) - float(ref_ex)) < 1e-5
 # parameters of the module `ema` **in place** to $\theta_\text{ema} \leftarrow d\,\theta_\text{ema} + (1-d)\,\theta$
 # (section 6; `decay` is $d$) and copy every buffer of `model` into the matching buffer of `ema`
 # (running statistics, for instance). Return nothing. The update must not be recorded by autograd
-# (use `torch.no_grad()`), and the library's `drdd_edu.train._ema_update` may not be used.
+# (use `torch.no_grad()`), and the library's `drdd_edu.train.trainer._ema_update` may not be used.
 # *Hint:* walk `zip(ema.parameters(), model.parameters())` and `zip(ema.buffers(), model.buffers())`;
 # `Tensor.mul_`, `add_` and `copy_` work in place.
 
@@ -1070,7 +1070,7 @@ def my_ema_update(ema, model, decay):
 
 
 # %% nbgrader={"grade": true, "grade_id": "ex07-ema-update-test", "points": 2, "locked": true, "solution": false, "schema_version": 3}
-import drdd_edu.train as train_module_ex
+import drdd_edu.train.trainer as train_module_ex
 
 torch.manual_seed(0)
 raw_ex = build_model("tiny", objective="pred_res_noise")
@@ -1127,7 +1127,7 @@ assert all(
 
 # not the library's update
 def forbidden_h(*args, **kwargs):
-    raise AssertionError("my_ema_update must not call drdd_edu.train._ema_update")
+    raise AssertionError("my_ema_update must not call drdd_edu.train.trainer._ema_update")
 
 
 saved_h = train_module_ex._ema_update
