@@ -322,7 +322,11 @@ def test_cli_build_and_errors(tmp_path, capsys):
     assert main(["assignments", "build", "--out", str(tmp_path / "a"), "--only", "02"]) == 0
     assert capsys.readouterr().out.strip().endswith("02_reverse_sampling.ipynb")
     assert (tmp_path / "a" / "02_reverse_sampling.ipynb").is_file()
-    assert main(["assignments", "build", "--out", str(tmp_path / "b"), "--only", "04"]) == 1
+    # every notebook now has graded exercises; a folder whose notebook has none builds nothing
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "01_plain.py").write_text("# %%\nx = 1\n")
+    assert build_all(tmp_path / "b", notebook_dir=plain) == []
     assert main(["assignments", "grade", str(tmp_path / "nothing.ipynb")]) == 2
     assert "submission not found" in capsys.readouterr().err
     bad = tmp_path / "01_forward_processes.ipynb"
