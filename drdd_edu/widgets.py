@@ -464,7 +464,13 @@ def plot_lab(
         curve[:, 0], curve[:, 1], color="0.8", lw=4, label=r"schedule $(\bar\alpha_t, \bar\beta_t)$"
     )
     ax.plot(
-        path[:, 0], path[:, 1], "o-", color=ORDER_COLORS[p.order], ms=3, lw=1.2, label=f"{p.order} path"
+        path[:, 0],
+        path[:, 1],
+        "o-",
+        color=ORDER_COLORS[p.order],
+        ms=3,
+        lw=1.2,
+        label=f"{p.order} path",
     )
     ax.plot(path[hi : hi + 2, 0], path[hi : hi + 2, 1], "-", color="tab:red", lw=2.5)
     ax.plot(path[hi, 0], path[hi, 1], "o", color="tab:red", ms=6, label=f"step {hi}")

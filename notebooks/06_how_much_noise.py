@@ -567,7 +567,7 @@ ax.plot(
 ax.plot(GRID, B_model, "k--", lw=1, label=r"model $(1-u)^2/(1-U)^2$")
 ax.set_xlabel(r"noise strength $\sigma$")
 ax.set_title(f"MMD²: measured (R = {N_DRAWS}) vs the common-factor model", fontsize=9)
-ax.legend(fontsize=7)
+ax.legend(fontsize=8)
 ax = axes[1]
 for st, style in (("mmd2", "-"), ("mmd", ":")):
     c_ = res[st]["curves"]
@@ -587,7 +587,7 @@ ax.set_xlabel(r"noise strength $\sigma$")
 ax.set_title(
     rf"$\lambda$ = 0.5: MMD² $\sigma^*$ = {res['mmd2']['star']:.1f}, √MMD² flat", fontsize=9
 )
-ax.legend(fontsize=6)
+ax.legend(fontsize=8)
 ax = axes[2]
 for st, color in (("mmd2", "k"), ("mmd", "tab:gray")):
     for r in range(N_DRAWS):
@@ -600,9 +600,9 @@ ax.plot([], [], "-", color="tab:gray", label="single draws, √MMD²")
 ax.axvspan(*PAPER_SIGMA_THEORY, color="tab:green", alpha=0.2)
 ax.set_xlabel(r"noise strength $\sigma$")
 ax.set_title("J of single draws", fontsize=9)
-ax.legend(fontsize=7)
+ax.legend(fontsize=8)
 fig.tight_layout()
-savefig(fig, "06_objective", dpi=90)
+savefig(fig, "06_objective")
 plt.show()
 
 # %% [markdown]
@@ -675,14 +675,14 @@ for y, (study, _choice, star, b_lo, b_hi, mod) in zip(ys, rows, strict=True):
         ax.plot(mod, y, "x", color="tab:orange")
 ax.plot([], [], "x", color="tab:orange", label="high-dimension model")
 ax.set_yticks(ys)
-ax.set_yticklabels([f"{study}: {choice}" for study, choice, *_ in rows], fontsize=7)
+ax.set_yticklabels([f"{study}: {choice}" for study, choice, *_ in rows], fontsize=8)
 ax.axvspan(*PAPER_SIGMA_THEORY, color="tab:green", alpha=0.2, label="paper: 1.1–1.2")
 ax.set_xlabel(r"$\sigma^* = \arg\min J$  (bar: bootstrap 90 % over draws)")
 ax.set_xlim(-0.05, 3.05)
 ax.legend(fontsize=8, loc="lower right")
 ax.set_title("How the optimum moves with the choices the paper leaves open", fontsize=9)
 fig.tight_layout()
-savefig(fig, "06_sigma_star_sensitivity", dpi=90)
+savefig(fig, "06_sigma_star_sensitivity")
 plt.show()
 
 # %% [markdown]
@@ -873,7 +873,7 @@ ax.axhline(0, color="0.7", lw=0.8)
 ax.set_xlabel(r"noise strength $\sigma$")
 ax.set_ylabel(r"PSNR − PSNR($\sigma$ = 1.0)  [dB]")
 ax.set_title("shape of the quality curve", fontsize=9)
-ax.legend(fontsize=7)
+ax.legend(fontsize=8)
 ax = axes[1]
 ax.plot(sig_arr, psnr_mean, "o-", label="DRDD sampler, linear")
 ax.axhline(
@@ -885,7 +885,7 @@ ax.axhline(
 ax.axhline(float(psnr_in.mean()), color="0.5", ls="--", label="degraded input")
 ax.set_xlabel(r"noise strength $\sigma$")
 ax.set_ylabel("PSNR on our test split [dB]")
-ax.legend(fontsize=7)
+ax.legend(fontsize=8)
 ax = axes[2]
 ax.plot(sig_arr, ssim_mean, "o-", color="tab:orange", label="DRDD sampler, linear")
 ax.axhline(
@@ -899,9 +899,9 @@ ax.axhline(
 )
 ax.set_xlabel(r"noise strength $\sigma$")
 ax.set_ylabel("SSIM on our test split")
-ax.legend(fontsize=7)
+ax.legend(fontsize=8)
 fig.tight_layout()
-savefig(fig, "06_empirical_sweep", dpi=90)
+savefig(fig, "06_empirical_sweep")
 plt.show()
 
 # %% [markdown]
