@@ -601,7 +601,7 @@ for k, task in enumerate(TASKS):
     axes[3, k].hist(values, bins=np.linspace(-1, 1, 81), color=f"C{k}", log=True)
     axes[3, k].set_xlabel("residual value", fontsize=8)
     axes[3, k].set_title(f"all: mean {res_stats[task]['mean']:+.3f}, std {res_stats[task]['std']:.3f}", fontsize=8)
-    axes[3, k].tick_params(labelsize=6)
+    axes[3, k].tick_params(labelsize=8)
 axes[3, 0].set_ylabel("pixel count", fontsize=8)
 fig.colorbar(im, ax=axes[2, :].tolist(), shrink=0.8, pad=0.01)
 fig.suptitle("Residuals per task (test split)", fontsize=9)
