@@ -62,7 +62,9 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from . import metrics, toydata
+from .colors import ORDER_COLORS
 from .diffusion import from_model_range, to_model_range
+from .notebook import check_figure
 from .predictors import DatasetIdealPredictor, OraclePredictor
 from .samplers import PATH_ORDERS, StepState, removal_path, sample_iter, sample_path_iter
 from .schedules import Schedule, rddm_schedule
@@ -85,7 +87,7 @@ LAB_T: int = 1000
 """Number of diffusion steps T of every lab schedule (as in the RDDM reference code)."""
 LAB_TASKS: tuple[str, ...] = ("restore", "generate")
 LAB_PREDICTORS: tuple[str, ...] = ("oracle", "dataset_ideal")
-LAB_DPI: int = 80
+LAB_DPI: int = 100
 """Resolution of the figure the lab shows (and of :func:`figure_png` by default)."""
 
 _MAX_SIZE = 256
@@ -461,7 +463,15 @@ def plot_lab(
     ax.plot(
         curve[:, 0], curve[:, 1], color="0.8", lw=4, label=r"schedule $(\bar\alpha_t, \bar\beta_t)$"
     )
-    ax.plot(path[:, 0], path[:, 1], "o-", color="tab:blue", ms=3, lw=1.2, label=f"{p.order} path")
+    ax.plot(
+        path[:, 0],
+        path[:, 1],
+        "o-",
+        color=ORDER_COLORS[p.order],
+        ms=3,
+        lw=1.2,
+        label=f"{p.order} path",
+    )
     ax.plot(path[hi : hi + 2, 0], path[hi : hi + 2, 1], "-", color="tab:red", lw=2.5)
     ax.plot(path[hi, 0], path[hi, 1], "o", color="tab:red", ms=6, label=f"step {hi}")
     ax.plot(path[0, 0], path[0, 1], "k>", ms=7)
@@ -471,7 +481,7 @@ def plot_lab(
     ax.set_ylim(-0.05 * top, 1.08 * top)
     ax.set_xlabel(r"$\bar\alpha$ (residual left)")
     ax.set_ylabel(r"$\bar\beta$ (noise left)")
-    ax.legend(fontsize=6.5, loc="best", framealpha=0.7)
+    ax.legend(fontsize=8, loc="best", framealpha=0.7)
     ax.set_title(f"k_α={p.alpha_power:g}, k_β={p.beta_power:g}, β̄²_T={p.sum_scale:g}", fontsize=8)
 
     # trajectory strip
@@ -483,7 +493,7 @@ def plot_lab(
             a.set_xticks([])
             a.set_yticks([])
             if r == 0:
-                a.set_title(f"{i}: ᾱ={st.alpha_bar:.2f} β̄={st.beta_bar:.2f}", fontsize=6.5)
+                a.set_title(f"step {i}\nᾱ={st.alpha_bar:.2f} β̄={st.beta_bar:.2f}", fontsize=8)
             if i == hi:
                 for spine in a.spines.values():
                     spine.set_color("tab:red")
@@ -497,7 +507,7 @@ def plot_lab(
         a.imshow(_hwc(img), interpolation="nearest")
         a.set_xticks([])
         a.set_yticks([])
-        a.set_title(label, fontsize=7)
+        a.set_title(label, fontsize=8)
 
     eta = f"η={result.eta_applied:g}" if p.eta_applies else f"η ignored (={p.eta:g}): path sampler"
     fig.suptitle(
@@ -511,7 +521,11 @@ def plot_lab(
 
 
 def figure_png(fig: Figure, dpi: int = LAB_DPI) -> bytes:
-    """Render ``fig`` to PNG bytes (no timestamp metadata: same figure, same bytes)."""
+    """Render ``fig`` to PNG bytes (no timestamp metadata: same figure, same bytes).
+
+    The figure must meet the course standard (:func:`drdd_edu.notebook.check_figure`).
+    """
+    check_figure(fig, "path lab", dpi)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return buf.getvalue()

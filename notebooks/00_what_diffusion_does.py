@@ -375,7 +375,7 @@ for ax, t in zip(axes, (60, 300), strict=True):
         fontsize=9,
     )
     ax.set_aspect("equal")
-axes[0].legend(loc="lower left", fontsize=7)
+axes[0].legend(loc="lower left", fontsize=8)
 fig.suptitle("Gaussian-mixture data: the exact score of the noisy distribution")
 fig.tight_layout()
 savefig(fig, "00_score_field")
@@ -607,11 +607,11 @@ axes[0].axhline(1.0, color="tab:red", ls=":", label=r"$\hat\epsilon = 0$ (1.0)")
 axes[0].set(
     xlabel="optimiser step", ylabel="loss per coordinate", ylim=(0, 1.1), title="training loss"
 )
-axes[0].legend(fontsize=7)
+axes[0].legend(fontsize=8)
 axes[1].plot(centres, per_t["network"], "o-", ms=3, label="trained network")
 axes[1].plot(centres, per_t["ideal"], "s--", ms=3, label="ideal predictor")
 axes[1].set(xlabel="t", ylabel="loss per coordinate", title="loss by noise level (fresh noise)")
-axes[1].legend(fontsize=7)
+axes[1].legend(fontsize=8)
 fig.tight_layout()
 savefig(fig, "00_loss_curve")
 plt.show()
@@ -785,7 +785,7 @@ axes[1, 4].scatter(
     color="k",
     label="its 50 training points",
 )
-axes[1, 4].legend(loc="lower left", fontsize=6)
+axes[1, 4].legend(loc="lower left", fontsize=8)
 axes[1, -1].plot(moon_curve[::20, 0], moon_curve[::20, 1], ".", ms=1, color="k")
 axes[1, -1].set_title("the moons' centre lines", fontsize=9)
 for ax in axes.flat:
@@ -977,12 +977,12 @@ ax.set_title(
     r"forward: $I_t = I_0 + \bar\alpha_t I_{res} + \bar\beta_t\epsilon$ (lines: $I_0 \to I_{in}$)",
     fontsize=9,
 )
-ax.legend(fontsize=6, loc="upper right")
+ax.legend(fontsize=8, loc="upper right")
 ax = axes[1]
 ax.plot(rddm.alphas_cumsum, label=r"$\bar\alpha_t$ (residual share)")
 ax.plot(rddm.betas_cumsum, label=r"$\bar\beta_t$ (noise std)")
 ax.set(xlabel="t", title="RDDM schedule, sum_scale = 0.1")
-ax.legend(fontsize=7)
+ax.legend(fontsize=8)
 ax = axes[2]
 ax.scatter(
     degraded_test[:, 0], degraded_test[:, 1], s=2, color="tab:red", label=r"degraded $I_{in}$"
@@ -1009,7 +1009,7 @@ ax.scatter(
     label=r"clean $I_0$",
 )
 ax.set_title(f"restoration: mean error {err_in:.2f} → {err_out:.3f}", fontsize=9)
-ax.legend(fontsize=6, loc="upper right")
+ax.legend(fontsize=8, loc="upper right")
 for a in (axes[0], axes[2]):
     a.set_aspect("equal")
     a.set(xlim=(-1.6, 2.0), ylim=(-2.0, 1.4))

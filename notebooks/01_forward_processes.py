@@ -104,10 +104,10 @@ for r, (name, (sched, x_in_row)) in enumerate(pic_rows.items()):
     panels += [(f"t = {t}", q_sample(pic_x0, x_in_row, t, sched, noise=pic_eps)) for t in pic_t]
     for ax, (title, img) in zip(axes[r], panels, strict=True):
         ax.imshow(from_model_range(img)[0].permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(title, fontsize=7)
+        ax.set_title(title, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[r, 0].set_ylabel(name, fontsize=7)
+    axes[r, 0].set_ylabel(name, fontsize=8)
     end = q_sample(pic_x0, x_in_row, 999, sched, noise=pic_eps)
     if r == 0:  # DDPM: √γ_999 ≈ 0.006 of the image is left, the rest is the noise
         assert float((end - pic_eps).abs().max()) < 0.02
@@ -115,7 +115,7 @@ for r, (name, (sched, x_in_row)) in enumerate(pic_rows.items()):
         assert torch.allclose(end, x_in_row + 0.1 * pic_eps, atol=1e-5)
 fig.suptitle("Forward processes on a photograph (the same noise in every panel; display clipped to [0, 1])", fontsize=9)
 fig.tight_layout()
-savefig(fig, "01_the_picture", dpi=80)
+savefig(fig, "01_the_picture")
 plt.show()
 plt.close(fig)
 
@@ -433,7 +433,7 @@ for sched, color, label in [(sched_r1, "C0", "rddm, sum_scale 1"), (sched_r001, 
     axes[1].plot(t_axis, sched.alphas_cumsum, color=color, label=label + r": $\bar\alpha_t$")
     axes[1].plot(t_axis, sched.betas_cumsum, color=color, ls="--", label=label + r": $\bar\beta_t$")
 axes[1].set(xlabel="t", title=r"cumulative: $\bar\alpha_t$ (solid), $\bar\beta_t$ (dashed)")
-axes[1].legend(fontsize=7)
+axes[1].legend(fontsize=8)
 for i, (k, sched) in enumerate(power_scheds.items()):
     axes[2].plot(t_axis, sched.alphas_cumsum, color=f"C{i}", label=f"k = {k:g}")
     axes[2].plot(t_axis, sched.betas_cumsum, color=f"C{i}", ls="--")
@@ -497,22 +497,22 @@ print(f"brightness and noise-level checks passed ({n_checks} comparisons, z* = {
 
 # %%
 seed_everything(8)
-fig, axes = plt.subplots(len(rows), len(show_t) + 2, figsize=(1.6 * (len(show_t) + 2), 1.8 * len(rows) + 0.4))
+fig, axes = plt.subplots(len(rows), len(show_t) + 2, figsize=(1.8 * (len(show_t) + 2), 2.0 * len(rows) + 0.4))
 for r, (name, (sched, x_in_row)) in enumerate(rows.items()):
     panels = [("$I_0$", x0_img), ("$I_{in}$", x_in_row)] + [
-        (rf"t={t}, $\bar\alpha$={float(sched.alphas_cumsum[t]):.2f}, $\bar\beta$={float(sched.betas_cumsum[t]):.2f}", strip[name, t])
+        (rf"t={t}" "\n" rf"$\bar\alpha$={float(sched.alphas_cumsum[t]):.2f}, $\bar\beta$={float(sched.betas_cumsum[t]):.2f}", strip[name, t])
         for t in show_t
     ]
     for c, (title, img) in enumerate(panels):
         ax = axes[r, c]
         ax.imshow(from_model_range(img)[0].permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(title, fontsize=6)
+        ax.set_title(title, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[r, 0].set_ylabel(name, fontsize=7)
+    axes[r, 0].set_ylabel(name, fontsize=8)
 fig.suptitle(r"Forward process $I_t = I_0 + \bar\alpha_t I_{res} + \bar\beta_t\epsilon$ (same $\epsilon$ in every panel; display clipped to [0, 1])", fontsize=9)
 fig.tight_layout()
-savefig(fig, "01_rddm_forward_strip", dpi=80)
+savefig(fig, "01_rddm_forward_strip")
 plt.show()
 plt.close(fig)
 
@@ -713,7 +713,7 @@ ax.plot([0, 0], [0, sigma], "k-", lw=3, alpha=0.6, label="DRDD stage 1 (noise)")
 ax.plot([0, 1], [sigma, sigma], "m-", lw=3, alpha=0.6, label=r"DRDD stage 2 (residual at $\sigma$)")
 ax.annotate("DRDD start\n$I_{in}+\\sigma\\epsilon'$", (1, sigma), (0.55, 0.62), fontsize=8, arrowprops={"arrowstyle": "->"})
 ax.set(xlabel=r"$\bar\alpha$ (share of residual added)", ylabel=r"$\bar\beta$ (noise std)", xlim=(-0.05, 1.1), ylim=(-0.05, 1.15))
-ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
 ax.set_title("forward paths", fontsize=9)
 for c, t in enumerate(show_t):
     for r, (img, title) in enumerate([
@@ -722,11 +722,11 @@ for c, t in enumerate(show_t):
     ]):
         a = fig.add_subplot(grid[r, 1 + c])
         a.imshow(from_model_range(img)[0].permute(1, 2, 0).numpy(), interpolation="nearest")
-        a.set_title(f"t={t}\n{title}", fontsize=6)
+        a.set_title(f"t={t}\n{title}", fontsize=8)
         a.set_xticks([])
         a.set_yticks([])
 fig.tight_layout()
-savefig(fig, "01_drdd_forward_paths", dpi=80)
+savefig(fig, "01_drdd_forward_paths")
 plt.show()
 plt.close(fig)
 

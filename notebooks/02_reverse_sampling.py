@@ -56,6 +56,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from drdd_edu import metrics, toydata
+from drdd_edu.colors import ORDER_COLORS, ORDER_MARKERS
 from drdd_edu.diffusion import (
     extract,
     from_model_range,
@@ -620,7 +621,7 @@ for r, eta in enumerate((0.0, 1.0)):
         ax.scatter(pts[:, 0], pts[:, 1], s=4, color="tab:red" if eta else "tab:blue", alpha=0.6, label="samples")
         ax.set_title(f"η = {eta:.0f}, {steps} step{'s' if steps > 1 else ''}")
         ax.set_aspect("equal")
-axes[0, 0].legend(loc="lower left", fontsize=7)
+axes[0, 0].legend(loc="lower left", fontsize=8)
 fig.suptitle("Generation with the dataset-ideal predictor (I_in = 0, DDIM-converted schedule)")
 fig.tight_layout()
 savefig(fig, "02_toy_generation")
@@ -698,10 +699,10 @@ for r, (label, states, kind) in enumerate(rows):
         if c < REST_STEPS:
             st = states[c]
             ax.imshow(to_hwc(st.x_t if kind == "x" else st.pred_x0))
-            ax.set_title(f"t={st.t}  ᾱ={st.alpha_bar:.2f}  β̄={st.beta_bar:.2f}", fontsize=7)
+            ax.set_title(f"t={st.t}  ᾱ={st.alpha_bar:.2f}  β̄={st.beta_bar:.2f}", fontsize=8)
         else:
             ax.imshow(to_hwc(states[-1].x_next if kind == "x" else (x0_img if r == 1 else xin_img)))
-            ax.set_title("output" if kind == "x" else ("I_0 (target)" if r == 1 else "I_in (input)"), fontsize=7)
+            ax.set_title("output" if kind == "x" else ("I_0 (target)" if r == 1 else "I_in (input)"), fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     axes[r, 0].set_ylabel(label)
@@ -800,14 +801,12 @@ ax = axes[0]
 ax.plot(rddm.alphas_cumsum, rddm.betas_cumsum, color="0.8", lw=4, label="RDDM schedule curve")
 ax.plot(ddim.alphas_cumsum, ddim.betas_cumsum, color="0.6", lw=1, ls=":",
         label=r"DDIM-converted: $(1-\bar\alpha)^2+\bar\beta^2=1$")
-styles = {"simultaneous": ("tab:blue", "o-"), "residual_first": ("tab:green", "s--"), "noise_first": ("tab:orange", "^-.")}
-for order, path in paths.items():
-    color, fmt = styles[order]
-    ax.plot(path[:, 0], path[:, 1], fmt, color=color, ms=4, label=order)
+for order, path in paths.items():  # one colour per order in every notebook (drdd_edu.colors)
+    ax.plot(path[:, 0], path[:, 1], ORDER_MARKERS[order], color=ORDER_COLORS[order], ms=4, label=order)
 ax.set_xlabel(r"$\bar\alpha$ (residual left)")
 ax.set_ylabel(r"$\bar\beta$ (noise left)")
 ax.set_title(f"removal paths on the {PATH_STEPS}-step time grid")
-ax.legend(fontsize=7, loc="lower right")
+ax.legend(fontsize=8, loc="lower right")
 for ax, order in zip(axes[1:], PATH_ORDERS, strict=True):
     ax.imshow(to_hwc(ideal_ends[(order, 11)]))
     ax.set_title(f"dataset-ideal, {order}", fontsize=9)

@@ -266,7 +266,7 @@ for c, name in enumerate(NAMES):
         if c == 0:
             axes[r, c].set_ylabel(f"σ = {s:g}", fontsize=8)
 fig.tight_layout()
-savefig(fig, "05_domains_noisy", dpi=60)
+savefig(fig, "05_domains_noisy")
 plt.show()
 plt.close(fig)
 
@@ -328,10 +328,10 @@ for r, label in enumerate(EXTRACTORS):
         ax.set_title(f"{label}, σ = {s:g}\nkNN acc. {knn_full[label, s]:.2f}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-axes[0, -1].legend(fontsize=7, markerscale=3, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+axes[0, -1].legend(fontsize=8, markerscale=3, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 fig.suptitle("UMAP of the six domains (degraded tasks + clean target) as the noise grows", fontsize=10)
 fig.tight_layout()
-savefig(fig, "05_umap_panels", dpi=80)
+savefig(fig, "05_umap_panels")
 plt.show()
 plt.close(fig)
 
@@ -453,31 +453,40 @@ assert np.all(np.diff(med_pix.bandwidths) > 0)
 # $\sqrt{2D}\sigma_f$. Compare the curves:
 
 # %%
-fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), sharex=True)
-for r, label in enumerate(EXTRACTORS):
-    for c, rule in enumerate(("median", "fixed")):
-        cv, ax = curves[label, rule], axes[r, c]
-        for a, b in DEG_PAIRS:
-            ax.plot(SIGMAS, cv.curve(a, b), color="0.6", lw=0.8)
-        for t in TASKS:
-            ax.plot(SIGMAS, cv.curve(t, "clean"), color=colors[t], lw=1.2, ls="--", label=f"{t} ↔ clean")
-        ax.plot(SIGMAS, cv.mean_between(TASKS), "k-", lw=2.5, label="mean over degradation pairs")
-        ax.plot([], [], color="0.6", lw=0.8, label="one degradation pair")
-        ax.axhline(0, color="k", lw=0.5)
-        ax.set_yscale("symlog", linthresh=0.01)  # linear below 0.01 (where the small pairs live), log above
-        ax.set_title(f"{label}, bandwidth rule '{rule}'", fontsize=9)
-        ax.set_ylabel("MMD² (symlog scale)")
-        if r == 1:
-            ax.set_xlabel("noise strength σ")
-axes[0, 1].legend(fontsize=7, loc="lower left", ncol=2)  # the negative range is empty for pixels
-fig.tight_layout()
-savefig(fig, "05_mmd_curves", dpi=80)
+# small multiples: one panel per domain pair (first the mean over the 10 degradation pairs, then
+# the five task ↔ clean pairs, then the 10 degradation pairs), the four curves of each panel the
+# same two feature spaces (colour) and two bandwidth rules (line style); shared axes throughout
+feature_colours = {"pixels": "tab:blue", "random conv": "tab:red"}
+rule_styles = {"median": "-", "fixed": "--"}
+panels = [("mean over the 10 degradation pairs", None)]
+panels += [(f"{t} ↔ clean", (t, "clean")) for t in TASKS]
+panels += [(f"{a} ↔ {b}", (a, b)) for a, b in DEG_PAIRS]
+fig, axes = plt.subplots(4, 4, figsize=(12, 9.6), sharex=True, sharey=True)
+for ax, (title, pair) in zip(axes.flat, panels, strict=True):
+    for label in EXTRACTORS:
+        for rule, ls in rule_styles.items():
+            cv = curves[label, rule]
+            y = cv.mean_between(TASKS) if pair is None else cv.curve(*pair)
+            ax.plot(SIGMAS, y, ls, color=feature_colours[label], lw=2.0 if pair is None else 1.4,
+                    label=f"{label}, '{rule}' bandwidth")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_yscale("symlog", linthresh=0.01)  # linear below 0.01 (where the small pairs live), log above
+    ax.set_title(title, fontsize=9, fontweight="bold" if pair is None or "clean" in pair else "normal")
+for ax in axes[:, 0]:
+    ax.set_ylabel("MMD² (symlog)")
+for ax in axes[-1]:
+    ax.set_xlabel("noise strength σ")
+handles, labels = axes[0, 0].get_legend_handles_labels()
+fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9, frameon=False)
+fig.suptitle("MMD² between two domains as the noise grows: one panel per pair (bold: the mean and the pairs with the clean target)", fontsize=10)
+fig.tight_layout(rect=(0, 0.04, 1, 1))
+savefig(fig, "05_mmd_curves")
 plt.show()
 plt.close(fig)
 
 # %% [markdown]
-# The single large grey curve in the pixel panels is low light ↔ haze (dark vs bright): it falls
-# steadily but stays the largest. Several pixel-space degradation pairs sit at MMD² ≈ 0 already at
+# The panel **low_light ↔ haze** (dark vs bright) holds the largest pixel curves: they fall
+# steadily but stay the largest. Several pixel-space degradation pairs sit at MMD² ≈ 0 already at
 # $\sigma = 0$ (rain, noise and blur look alike once pooled), so "harmonising" them is vacuous for
 # this extractor; through the random conv encoder the same pairs start clearly positive and reach
 # ≈ 0 — the harmonisation DRDD is after. How much the random-conv MMD² falls depends on the patch

@@ -24,6 +24,8 @@
 # statistic MMD², the median bandwidth heuristic, pixel and random-convolution features); least
 # squares; a Gaussian integral.
 #
+# **Study time:** about 90 minutes, with the exercises 3–4 hours.
+#
 # **Learning goals.** After this notebook you can
 #
 # 1. derive DRDD's optimal-noise objective $J(\sigma;\lambda)$ (Sec. 4.5 / App. A.5 of the paper) from
@@ -50,6 +52,7 @@
 # Everything is seeded, so each size gives the same numbers on every run; where the smoke and full
 # sizes give different numbers the assertion says so and holds for both. The main configuration was
 # fixed before the measurement and no choice is tuned towards the paper's numbers.
+# Cells marked **Predict, then run** ask you to write down your guess *before* you run the next cell.
 
 # %%
 import math
@@ -147,6 +150,11 @@ TGT = data.target_clean  # P_t: the unpaired clean target domain, [0, 1]
 # | $R$ (repeats) | "R independent samples", value not given | $R$ = `N_DRAWS` independent draws of `N_PER_DOMAIN` source and target images, one noise draw each |
 # | $\sigma$ grid | not given | 0, 0.1, …, 2.0 |
 # | data | All-in-One-5 | our synthetic All-in-One-5 (32² patches): degraded train inputs vs clean target patches |
+
+# %% [markdown]
+# **Predict, then run.** Write down σ* on the grid 0, 0.1, …, 2 for λ = ½ in two toy cases before running the
+# next cell: (i) both curves rise, $A = \sigma^2$ and $B = \tanh\sigma$, as the paper's sentence says; (ii) fast
+# harmonisation against slow corruption, $A = e^{-2\sigma}$ and $B = \sigma^2$. Is (ii) below or above 1?
 
 # %%
 toy_sigmas = np.round(np.linspace(0, 2, 21), 2)
@@ -567,7 +575,7 @@ ax.plot(
 ax.plot(GRID, B_model, "k--", lw=1, label=r"model $(1-u)^2/(1-U)^2$")
 ax.set_xlabel(r"noise strength $\sigma$")
 ax.set_title(f"MMD²: measured (R = {N_DRAWS}) vs the common-factor model", fontsize=9)
-ax.legend(fontsize=7)
+ax.legend(fontsize=8)
 ax = axes[1]
 for st, style in (("mmd2", "-"), ("mmd", ":")):
     c_ = res[st]["curves"]
@@ -587,7 +595,7 @@ ax.set_xlabel(r"noise strength $\sigma$")
 ax.set_title(
     rf"$\lambda$ = 0.5: MMD² $\sigma^*$ = {res['mmd2']['star']:.1f}, √MMD² flat", fontsize=9
 )
-ax.legend(fontsize=6)
+ax.legend(fontsize=8)
 ax = axes[2]
 for st, color in (("mmd2", "k"), ("mmd", "tab:gray")):
     for r in range(N_DRAWS):
@@ -600,9 +608,9 @@ ax.plot([], [], "-", color="tab:gray", label="single draws, √MMD²")
 ax.axvspan(*PAPER_SIGMA_THEORY, color="tab:green", alpha=0.2)
 ax.set_xlabel(r"noise strength $\sigma$")
 ax.set_title("J of single draws", fontsize=9)
-ax.legend(fontsize=7)
+ax.legend(fontsize=8)
 fig.tight_layout()
-savefig(fig, "06_objective", dpi=90)
+savefig(fig, "06_objective")
 plt.show()
 
 # %% [markdown]
@@ -675,14 +683,14 @@ for y, (study, _choice, star, b_lo, b_hi, mod) in zip(ys, rows, strict=True):
         ax.plot(mod, y, "x", color="tab:orange")
 ax.plot([], [], "x", color="tab:orange", label="high-dimension model")
 ax.set_yticks(ys)
-ax.set_yticklabels([f"{study}: {choice}" for study, choice, *_ in rows], fontsize=7)
+ax.set_yticklabels([f"{study}: {choice}" for study, choice, *_ in rows], fontsize=8)
 ax.axvspan(*PAPER_SIGMA_THEORY, color="tab:green", alpha=0.2, label="paper: 1.1–1.2")
 ax.set_xlabel(r"$\sigma^* = \arg\min J$  (bar: bootstrap 90 % over draws)")
 ax.set_xlim(-0.05, 3.05)
 ax.legend(fontsize=8, loc="lower right")
 ax.set_title("How the optimum moves with the choices the paper leaves open", fontsize=9)
 fig.tight_layout()
-savefig(fig, "06_sigma_star_sensitivity", dpi=90)
+savefig(fig, "06_sigma_star_sensitivity")
 plt.show()
 
 # %% [markdown]
@@ -873,7 +881,7 @@ ax.axhline(0, color="0.7", lw=0.8)
 ax.set_xlabel(r"noise strength $\sigma$")
 ax.set_ylabel(r"PSNR − PSNR($\sigma$ = 1.0)  [dB]")
 ax.set_title("shape of the quality curve", fontsize=9)
-ax.legend(fontsize=7)
+ax.legend(fontsize=8)
 ax = axes[1]
 ax.plot(sig_arr, psnr_mean, "o-", label="DRDD sampler, linear")
 ax.axhline(
@@ -885,7 +893,7 @@ ax.axhline(
 ax.axhline(float(psnr_in.mean()), color="0.5", ls="--", label="degraded input")
 ax.set_xlabel(r"noise strength $\sigma$")
 ax.set_ylabel("PSNR on our test split [dB]")
-ax.legend(fontsize=7)
+ax.legend(fontsize=8)
 ax = axes[2]
 ax.plot(sig_arr, ssim_mean, "o-", color="tab:orange", label="DRDD sampler, linear")
 ax.axhline(
@@ -899,9 +907,9 @@ ax.axhline(
 )
 ax.set_xlabel(r"noise strength $\sigma$")
 ax.set_ylabel("SSIM on our test split")
-ax.legend(fontsize=7)
+ax.legend(fontsize=8)
 fig.tight_layout()
-savefig(fig, "06_empirical_sweep", dpi=90)
+savefig(fig, "06_empirical_sweep")
 plt.show()
 
 # %% [markdown]
@@ -971,7 +979,7 @@ assert abs(star_model - 1.2) < 0.05
 assert math.isclose(best_sigma_linear, min(SWEEP_SIGMAS)) and loss_01_to_10 > 1.0
 
 # %% [markdown]
-# ## Summary
+# ## What you learned
 #
 # * $J(\sigma;\lambda) = \lambda\tilde A + (1-\lambda)\tilde B$ trades harmonisation (A falls) against corruption
 #   (B rises); if both rose, as the paper's text says, $\sigma^* = 0$.
@@ -1012,3 +1020,196 @@ report_runtime(START, budget_s=pick(600, 180))
 #    interval of the MMD² $\sigma^*$ a single grid point, and compare with the square-root statistic. *Hint:* the
 #    interval width scales with the standard error of $J$, roughly $1/\sqrt{R}$, divided by the curvature of $J$ at its
 #    minimum — large for MMD², nearly zero for $\sqrt{\mathrm{MMD}^2}$.
+#
+# ### Graded exercises
+#
+# The next two exercises are graded automatically (`drdd-edu assignments grade`). In your copy of
+# the notebook each function body is `raise NotImplementedError()`: replace it with your code and
+# keep the function's name and signature. The test cell below each exercise shows some of the checks;
+# the grader adds a few hidden ones (other λ and grids, ties and constant curves, bad input, and a check
+# that you did not call the function you re-implement) and restores the test cells, so editing them does
+# not change your score.
+#
+# **Exercise A (2 points) — the objective J(σ; λ).** Write `my_objective(sigmas, A, B, lam)` for a σ grid and
+# the curves $A$, $B$ measured on it (three 1-D sequences of one length $S \ge 2$), returning the pair
+# `(J, sigma_star)`: $J$ as a float array of shape `(S,)`,
+#
+# $$J(\sigma;\lambda) = \lambda\,\tilde A(\sigma) + (1-\lambda)\,\tilde B(\sigma),\qquad
+#   \tilde A = \frac{A - \min A}{\max A - \min A},$$
+#
+# ($\tilde B$ likewise; a *constant* curve normalises to zeros), and `sigma_star`, the grid value where $J$ is
+# smallest, as a Python float — on a tie, the *smallest* such σ (the first on the grid). Raise a
+# `ValueError` if λ is outside $[0, 1]$ or the three inputs are not 1-D of one length ≥ 2. Do not call
+# `objective_from_curves` or `theory.minmax` (a hidden test checks). *Hint:* section 1; `np.argmin` returns
+# the first index of the minimum.
+
+
+# %% nbgrader={"grade": false, "grade_id": "ex06-objective", "locked": false, "solution": true, "schema_version": 3}
+def my_objective(sigmas, A, B, lam):
+    """J = λ·Ã + (1 − λ)·B̃ (min-max normalised over the grid) of shape (S,), and σ* = argmin J (first on ties)."""
+    ### BEGIN SOLUTION
+    sigmas, A, B = (np.asarray(v, dtype=float) for v in (sigmas, A, B))
+    if sigmas.ndim != 1 or sigmas.size < 2 or not (sigmas.shape == A.shape == B.shape):
+        raise ValueError(f"sigmas, A and B must be 1-D of one length ≥ 2, got {sigmas.shape}, {A.shape}, {B.shape}")
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must lie in [0, 1], got {lam}")
+
+    def normalise(v):
+        span = v.max() - v.min()
+        return np.zeros_like(v) if span <= 0 else (v - v.min()) / span
+
+    J = lam * normalise(A) + (1 - lam) * normalise(B)
+    return J, float(sigmas[int(np.argmin(J))])
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ex06-objective-test", "points": 2, "locked": true, "solution": false, "schema_version": 3}
+# section 1's toy curves: fast harmonisation against slow corruption, and "both rise"
+for A_ex, B_ex in ((np.exp(-2 * toy_sigmas), toy_sigmas**2), (toy_sigmas**2, np.tanh(toy_sigmas))):
+    J_ex, star_ex = my_objective(toy_sigmas, A_ex, B_ex, LAM)
+    ref_ex = objective_from_curves(toy_sigmas, A_ex, B_ex, LAM)
+    assert np.shape(J_ex) == toy_sigmas.shape, f"J has shape {np.shape(J_ex)}, expected {toy_sigmas.shape}"
+    assert np.allclose(np.asarray(J_ex, dtype=float), ref_ex.J, rtol=0, atol=1e-12)
+    assert isinstance(star_ex, float) and abs(star_ex - ref_ex.sigma_star) < 1e-12, (star_ex, ref_ex.sigma_star)
+# the measured MMD² curves of section 3: σ* = 1.2 (the paper's 1.1–1.2)
+curves_ex = res["mmd2"]["curves"]
+J_ex, star_ex = my_objective(GRID, curves_ex.A, curves_ex.B, LAM)
+assert np.allclose(np.asarray(J_ex, dtype=float), curves_ex.J, rtol=0, atol=1e-12)
+assert abs(star_ex - res["mmd2"]["star"]) < 1e-12, star_ex
+print(f"Exercise A: visible checks passed (measured MMD² σ* = {star_ex})")
+### BEGIN HIDDEN TESTS
+import drdd_edu.theory as theory_h
+
+rng_h = np.random.default_rng(61)
+for lam_h in (0.0, 0.3, 0.7, 1.0):
+    A_h, B_h = np.sort(rng_h.random(15))[::-1], np.sort(rng_h.random(15))
+    ref_h = objective_from_curves(GRID[:15], A_h, B_h, lam_h)
+    J_h, star_h = my_objective(list(GRID[:15]), list(A_h), list(B_h), lam_h)  # lists work too
+    assert np.allclose(np.asarray(J_h, dtype=float), ref_h.J, rtol=0, atol=1e-12), lam_h
+    assert abs(star_h - ref_h.sigma_star) < 1e-12, lam_h
+# a constant curve normalises to zeros: J = (1 − λ)·B̃
+J_h, star_h = my_objective([0.0, 0.5, 1.0], [2.0, 2.0, 2.0], [3.0, 1.0, 2.0], 0.5)
+assert np.allclose(np.asarray(J_h, dtype=float), [0.5, 0.0, 0.25], rtol=0, atol=1e-12) and abs(star_h - 0.5) < 1e-12
+J_h, star_h = my_objective([0.0, 1.0], [1.0, 1.0], [5.0, 5.0], 0.3)
+assert np.allclose(np.asarray(J_h, dtype=float), [0.0, 0.0], atol=1e-12) and abs(star_h) < 1e-12  # tie: first σ
+# ties: the first grid point with the smallest J
+J_h, star_h = my_objective([0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], 1.0)
+assert abs(star_h - 1.0) < 1e-12, star_h
+for bad_h in (([0.0, 1.0], [1.0, 0.0], [0.0, 1.0], 1.5), ([0.0, 1.0], [1.0, 0.0], [0.0, 1.0], -0.1),
+              ([0.0, 1.0, 2.0], [1.0, 0.0], [0.0, 1.0], 0.5), ([0.0], [1.0], [0.0], 0.5),
+              (np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2)), 0.5)):
+    try:
+        my_objective(*bad_h)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"bad input must raise ValueError: {bad_h}")
+
+
+def forbidden_objective_h(*args, **kwargs):
+    raise AssertionError("my_objective must not call objective_from_curves or minmax")
+
+
+expected_h = objective_from_curves(GRID, curves_ex.A, curves_ex.B, 0.4)
+names_h = ("objective_from_curves", "minmax")
+saved_h = {n: getattr(theory_h, n) for n in names_h}
+saved_g_h = {n: globals()[n] for n in names_h if n in globals()}
+try:
+    for n_h in names_h:
+        setattr(theory_h, n_h, forbidden_objective_h)
+    for n_h in saved_g_h:
+        globals()[n_h] = forbidden_objective_h
+    J_h, star_h = my_objective(GRID, curves_ex.A, curves_ex.B, 0.4)
+finally:
+    for n_h, f_h in saved_h.items():
+        setattr(theory_h, n_h, f_h)
+    globals().update(saved_g_h)
+assert np.allclose(np.asarray(J_h, dtype=float), expected_h.J, rtol=0, atol=1e-12)
+assert abs(star_h - expected_h.sigma_star) < 1e-12
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Exercise B (2 points) — the model's σ\*.** Write `my_model_sigma_star(sigmas, u, lam)` for a σ grid and the
+# model's kernel factor $u = \sqrt{c(\sigma)}$ on it (two 1-D sequences of one length ≥ 2; $u$ falls strictly along
+# the grid from $u \le 1$ at the first σ to $U$ = `u[-1]`), returning the pair `(u_star, sigma_star)` of Python
+# floats: the MMD² minimiser of section 2,
+#
+# $$u^* = \frac{(1-\lambda)(1+U)}{1+U-2\lambda U}\ \overset{\lambda=1/2}{=}\ \frac{1+U}{2},$$
+#
+# and the σ where $u(\sigma) = u^*$, by **linear interpolation in $u$** between the two grid points that bracket
+# $u^*$ (a $u^*$ outside the grid's range of $u$ gives the nearer end of the grid, as `np.interp` does). Raise a
+# `ValueError` if λ is outside $[0, 1]$, if $U$ is outside $[0, 1)$, if $u$ does not fall strictly, or if the
+# shapes do not match. Do not call `mmd2_minimiser` or `model_star` (a hidden test checks). *Hint:* section 2's
+# derivation; `np.interp` needs increasing x values — interpolate in $-u$.
+
+
+# %% nbgrader={"grade": false, "grade_id": "ex06-model-sigma-star", "locked": false, "solution": true, "schema_version": 3}
+def my_model_sigma_star(sigmas, u, lam=0.5):
+    """u* = (1 − λ)(1 + U)/(1 + U − 2λU) with U = u[-1], and σ* where u(σ*) = u* (linear in u)."""
+    ### BEGIN SOLUTION
+    sigmas, u = np.asarray(sigmas, dtype=float), np.asarray(u, dtype=float)
+    if sigmas.ndim != 1 or sigmas.size < 2 or sigmas.shape != u.shape:
+        raise ValueError(f"sigmas and u must be 1-D of one length ≥ 2, got {sigmas.shape} and {u.shape}")
+    if not (np.diff(u) < 0).all():
+        raise ValueError("u = √c(σ) must fall strictly along the grid")
+    U = float(u[-1])
+    if not 0.0 <= U < 1.0:
+        raise ValueError(f"U = u[-1] must lie in [0, 1), got {U}")
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must lie in [0, 1], got {lam}")
+    u_star = (1 - lam) * (1 + U) / (1 + U - 2 * lam * U)
+    return float(u_star), float(np.interp(-u_star, -u, sigmas))
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ex06-model-sigma-star-test", "points": 2, "locked": true, "solution": false, "schema_version": 3}
+u_star_ex, star_ex = my_model_sigma_star(GRID, u_model, LAM)
+assert isinstance(u_star_ex, float) and isinstance(star_ex, float)
+assert abs(u_star_ex - (1 + U_main) / 2) < 1e-12, (u_star_ex, U_main)  # λ = ½
+assert abs(u_star_ex - mmd2_minimiser(U_main, LAM)) < 1e-12
+assert abs(star_ex - star_model) < 1e-9, (star_ex, star_model)  # section 3: the model's 1.20
+assert abs(float(np.interp(star_ex, GRID, u_model)) - u_star_ex) < 1e-9  # linear in u: u(σ*) = u* on the polyline
+print(f"Exercise B: visible checks passed (u* = {u_star_ex:.4f} → σ* = {star_ex:.3f})")
+### BEGIN HIDDEN TESTS
+import drdd_edu.theory as theory_h
+
+for grid_h, h_h, dim_h, pool_h in ((GRID, H_FIXED, DIM, POOL), (GRID_WIDE, H_FIXED, DIM, POOL),
+                                   (GRID, 0.5 * H_FIXED, 3 * PATCH**2, 1)):
+    u_h = np.sqrt(noise_kernel_factor(grid_h / pool_h, h_h, dim_h))
+    for lam_h in (0.0, 0.3, 0.5, 0.7, 1.0):
+        u_star_h, star_h = my_model_sigma_star(grid_h, u_h, lam_h)
+        assert abs(u_star_h - mmd2_minimiser(float(u_h[-1]), lam_h)) < 1e-12, (lam_h, dim_h)
+        assert abs(star_h - model_star(grid_h, h_h, dim_h, pool_h, lam_h)) < 1e-9, (lam_h, dim_h)
+    assert abs(my_model_sigma_star(grid_h, u_h, 0.0)[1] - grid_h[0]) < 1e-12  # λ = 0: no noise
+    assert abs(my_model_sigma_star(grid_h, u_h, 1.0)[1] - grid_h[-1]) < 1e-12  # λ = 1: as much as the grid allows
+# by hand: u = 1, 0.6, 0.2 on σ = 0, 1, 2 → U = 0.2, u* = 0.6 → σ* = 1
+assert abs(my_model_sigma_star([0.0, 1.0, 2.0], [1.0, 0.6, 0.2], 0.5)[1] - 1.0) < 1e-12
+u_star_h, star_h = my_model_sigma_star([0.0, 1.0, 2.0], [1.0, 0.8, 0.0], 0.5)  # U = 0: u* = ½ → σ* = 1 + 0.3/0.8
+assert abs(u_star_h - 0.5) < 1e-12 and abs(star_h - 1.375) < 1e-12
+for bad_h in (([0.0, 1.0], [1.0, 0.5], 1.5), ([0.0, 1.0], [1.0, 0.5], -0.5), ([0.0, 1.0], [0.5, 1.0], 0.5),
+              ([0.0, 1.0, 2.0], [1.0, 0.5], 0.5), ([0.0, 1.0], [0.5, -0.2], 0.5), ([0.0, 1.0], [1.5, 1.2], 0.5)):
+    try:
+        my_model_sigma_star(*bad_h)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"bad input must raise ValueError: {bad_h}")
+
+
+def forbidden_minimiser_h(*args, **kwargs):
+    raise AssertionError("my_model_sigma_star must not call mmd2_minimiser or model_star")
+
+
+saved_h = theory_h.mmd2_minimiser
+saved_g_h = {n: globals()[n] for n in ("mmd2_minimiser", "model_star") if n in globals()}
+try:
+    theory_h.mmd2_minimiser = forbidden_minimiser_h
+    for n_h in saved_g_h:
+        globals()[n_h] = forbidden_minimiser_h
+    u_star_h, star_h = my_model_sigma_star(GRID, u_model, 0.4)
+finally:
+    theory_h.mmd2_minimiser = saved_h
+    globals().update(saved_g_h)
+assert abs(u_star_h - mmd2_minimiser(U_main, 0.4)) < 1e-12
+assert abs(star_h - model_star(GRID, H_FIXED, DIM, POOL, 0.4)) < 1e-9
+### END HIDDEN TESTS

@@ -264,7 +264,7 @@ ax.set(
 )
 fig.colorbar(im, ax=ax)
 fig.tight_layout()
-savefig(fig, "07_time_embedding", dpi=90)
+savefig(fig, "07_time_embedding")
 plt.show()
 # neighbouring timesteps get distinct embeddings; the first rows oscillate fastest
 assert float((emb_all[1:] - emb_all[:-1]).norm(dim=1).min()) > 1e-3
@@ -499,7 +499,7 @@ ax.set_ylabel("L1 loss (res + noise)")
 ax.set_title("Training loss, tiny preset, All-in-One-5 32²")
 ax.legend()
 fig.tight_layout()
-savefig(fig, "07_loss_curve", dpi=90)
+savefig(fig, "07_loss_curve")
 plt.show()
 
 # %% [markdown]
@@ -719,7 +719,7 @@ if SHIPPED_LOG.is_file():
     ax2.set(xlabel="step", ylabel="PSNR (dB)", title="16 test patches, 5 steps")
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    savefig(fig, "07_shipped_training", dpi=90)
+    savefig(fig, "07_shipped_training")
     plt.show()
     assert records[-1]["step"] == best_ck["step"]
     n10 = max(1, len(log_loss) // 10)
@@ -830,10 +830,10 @@ for j in range(N_FIG):
         if j == 0:
             ax.set_ylabel(name, fontsize=8)
         if i == 0:
-            ax.set_title(tasks_v[j], fontsize=7)
+            ax.set_title(tasks_v[j], fontsize=8)
 fig.suptitle(f"{SAMPLING_STEPS}-step RDDM restoration of held-out patches", fontsize=9)
 fig.tight_layout()
-p = savefig(fig, "07_samples", dpi=90)
+p = savefig(fig, "07_samples")
 plt.show()
 assert p.stat().st_size < 400_000
 assert clean_v.shape == start_v.shape == restored_v.shape == (N_FIG, 3, 32, 32)

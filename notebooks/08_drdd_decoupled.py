@@ -90,6 +90,7 @@ from drdd_edu.diffusion import (
     to_model_range,
 )
 from drdd_edu.harmonize import harmonisation_curves
+from drdd_edu.colors import METHOD_COLORS
 from drdd_edu.notebook import figures_dir, is_smoke, pick, report_runtime, savefig, seed_everything
 from drdd_edu.predictors import DatasetIdealPredictor, OraclePredictor
 from drdd_edu.samplers import sample, sample_drdd, sample_drdd_iter, timestep_pairs
@@ -241,24 +242,24 @@ for sched, label, color in ((coupled, "RDDM (coupled), restoration schedule", "C
                             (ddim, "RDDM (coupled), DDIM-converted", "C2")):
     ax.plot(sched.alphas_cumsum, sched.betas_cumsum, color=color, label=label)
 nodes = rddm_nodes(coupled, 5)
-ax.plot(nodes[:, 0], nodes[:, 1], "o", color="C0", ms=5, label="5-step RDDM states")
-ax.plot(drdd_nodes[:, 0], drdd_nodes[:, 1], "s-", color="C3", lw=2.5, ms=6, label="DRDD 2 + 2 (D2, then D1)")
+ax.plot(nodes[:, 0], nodes[:, 1], "o", color=METHOD_COLORS["rddm"], ms=5, label="5-step RDDM states")
+ax.plot(drdd_nodes[:, 0], drdd_nodes[:, 1], "s-", color=METHOD_COLORS["drdd"], lw=2.5, ms=6, label="DRDD 2 + 2 (D2, then D1)")
 for a, b in zip(drdd_nodes[:-1], drdd_nodes[1:], strict=True):
-    ax.annotate("", b, a, arrowprops={"arrowstyle": "->", "color": "C3", "lw": 1.5})
+    ax.annotate("", b, a, arrowprops={"arrowstyle": "->", "color": METHOD_COLORS["drdd"], "lw": 1.5})
 ax.annotate("start $I_{in}+\\sigma z$", (1, SIGMA), (0.62, 1.1), fontsize=8, arrowprops={"arrowstyle": "->"})
 ax.set(xlabel=r"$\bar\alpha$ (residual still present)", ylabel=r"$\bar\beta$ (noise std)",
        xlim=(-0.05, 1.1), ylim=(-0.05, 1.25), title="sampling paths in the $(\\bar\\alpha, \\bar\\beta)$ plane")
-ax.legend(fontsize=7, loc="lower right")
+ax.legend(fontsize=8, loc="lower right")
 ax = axes[1]
 for sched, label, color in ((coupled, "coupled, restoration schedule", "C0"), (ddim, "coupled, DDIM-converted", "C2")):
     removed = 1 - sched.alphas_cumsum / sched.alphas_cumsum[-1]
     ax.plot(removed, sched.betas_cumsum, color=color, label=label)
-ax.plot([0, 1, 1], [SIGMA, SIGMA, 0], color="C3", lw=2.5, label="DRDD")
+ax.plot([0, 1, 1], [SIGMA, SIGMA, 0], color=METHOD_COLORS["drdd"], lw=2.5, label="DRDD")
 ax.axhline(mean_coupled, color="C0", ls=":", lw=1)
-ax.text(0.02, mean_coupled + 0.03, f"coupled: mean noise during removal {mean_coupled:.2f}σ", fontsize=7, color="C0")
+ax.text(0.02, mean_coupled + 0.03, f"coupled: mean noise during removal {mean_coupled:.2f}σ", fontsize=8, color="C0")
 ax.set(xlabel="share of the residual removed", ylabel=r"noise std $\bar\beta$", ylim=(-0.05, 1.15),
        title="noise present while the residual is removed")
-ax.legend(fontsize=7, loc="lower left")
+ax.legend(fontsize=8, loc="lower left")
 fig.tight_layout()
 savefig(fig, "08_paths")
 plt.show()
@@ -578,7 +579,7 @@ for ax, (name, ls) in zip(axes, hand_losses.items(), strict=True):
     ax.plot(range(1, HAND_STEPS + 1), ls.numpy(), lw=0.8)
     ax.set(xlabel="optimisation step", ylabel="L2 loss", title=f"DRDD {name}", yscale="log")
 fig.tight_layout()
-savefig(fig, "08_hand_training", dpi=90)
+savefig(fig, "08_hand_training")
 plt.show()
 plt.close(fig)
 

@@ -145,7 +145,7 @@ axes[0].set_title("paper, Table C.8 (All-in-One-3)", fontsize=9)
 axes[1].set_title("paper, Table C.8 (All-in-One-3)", fontsize=9)
 axes[0].legend()
 fig.tight_layout()
-savefig(fig, "09_paper_table", dpi=90)
+savefig(fig, "09_paper_table")
 plt.show()
 
 # %% [markdown]
@@ -441,7 +441,7 @@ for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
 axes[0].legend(fontsize=8)
 fig.suptitle(f"data efficiency, {result.size} size (thin lines: tasks)", fontsize=9)
 fig.tight_layout()
-p = savefig(fig, "09_data_efficiency", dpi=90)
+p = savefig(fig, "09_data_efficiency")
 plt.show()
 assert p.stat().st_size < 400_000
 

@@ -470,14 +470,14 @@ ax.plot(
 ax.axhspan(0.5 - THRESHOLD, 0.5 + THRESHOLD, color="grey", alpha=0.25, label="±threshold")
 ax.axhline(0.5, color="grey", lw=0.5)
 ax.set(xlabel="optimiser step", ylabel="λ", title="AOSA: λ trajectories (tiny net, 32²)")
-ax.legend(fontsize=7)
+ax.legend(fontsize=8)
 ax = axes[1]
 ax.plot(range(1, TRACE_STEPS + 1), [s["loss_res"] for s in trace], label="L_res = L(o, I_res)")
 ax.plot(range(1, TRACE_STEPS + 1), [s["loss_noise"] for s in trace], label="L_ε = L(o, ε)")
 ax.set(xlabel="optimiser step", ylabel="L2 loss", title="generation: the two readings")
-ax.legend(fontsize=7)
+ax.legend(fontsize=8)
 fig.tight_layout()
-p = savefig(fig, "10_aosa_lambda", dpi=90)
+p = savefig(fig, "10_aosa_lambda")
 plt.show()
 assert p.stat().st_size < 400_000
 

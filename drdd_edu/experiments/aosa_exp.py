@@ -200,12 +200,12 @@ def plot(rows: list[dict[str, Any]], meta: dict[str, Any], title: str) -> Any:
             x = max(p[0] for p in pts_end)
             y = sum(p[1] for p in pts_end) / len(pts_end)
             label = choice if len(pts_end) == 1 else f"{choice} ({len(pts_end)})"
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 0), fontsize=7)
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 0), fontsize=8)
         ax.set_xlabel("selection step")
         ax.set_ylabel("λ (1: SM-Res, 0: SM-N)")
         ax.set_title(subtitle, fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="best")
+    axes[0][0].legend(fontsize=8, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

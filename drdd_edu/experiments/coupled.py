@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..colors import METHOD_COLORS
 from ..degradations import TASKS
 from ..diffusion import to_model_range
 from ..samplers import sample_drdd
@@ -35,15 +36,6 @@ __all__ = ["METHODS", "REFERENCES", "METHOD_COLORS", "n_jobs", "execute", "plot"
 
 METHODS: tuple[str, ...] = ("rddm", *DRDD_VARIANTS)
 REFERENCES: tuple[str, ...] = ("noise_stage_wiener", "noise_stage_drdd")
-#: one colour per method in every experiment figure (the input is black)
-METHOD_COLORS: dict[str, str] = {
-    "rddm": "C0",
-    "drdd": "C1",
-    "drdd_cond": "C2",
-    "drdd_exact": "C3",
-    "noise_stage_wiener": "C7",
-    "noise_stage_drdd": "C5",
-}
 SIGMA = 1.0  # the paper's noise strength
 
 

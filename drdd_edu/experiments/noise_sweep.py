@@ -87,7 +87,7 @@ def plot(rows: list[dict[str, Any]], meta: dict[str, Any], title: str) -> Any:
         ax.set_xlabel(labels[sweep])
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("PSNR (dB)")
-    axes[1].legend(fontsize=7, loc="best")
+    axes[1].legend(fontsize=8, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

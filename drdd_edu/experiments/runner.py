@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ..notebook import check_figure
 from . import aosa_exp, coupled, data_efficiency, noise_sweep
 from .context import Context
 from .io import ExperimentResult, check_seed, figure_path, read_results, write_results
@@ -123,11 +124,15 @@ def _title(name: str, size: str) -> str:
     return f"{_TITLES[name]} — size {size}"
 
 
+_DPI = 110  # experiment figures, ≥ the course minimum (drdd_edu.notebook.MIN_DPI)
+
+
 def _save(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
+    check_figure(fig, path.stem, _DPI)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(path, dpi=_DPI, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
 
 
