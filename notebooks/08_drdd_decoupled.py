@@ -80,6 +80,7 @@ import numpy as np
 import torch
 
 from drdd_edu import toydata
+from drdd_edu.colors import METHOD_COLORS
 from drdd_edu.data import build_all_in_one5
 from drdd_edu.diffusion import (
     extract,
@@ -90,7 +91,6 @@ from drdd_edu.diffusion import (
     to_model_range,
 )
 from drdd_edu.harmonize import harmonisation_curves
-from drdd_edu.colors import METHOD_COLORS
 from drdd_edu.notebook import figures_dir, is_smoke, pick, report_runtime, savefig, seed_everything
 from drdd_edu.predictors import DatasetIdealPredictor, OraclePredictor
 from drdd_edu.samplers import sample, sample_drdd, sample_drdd_iter, timestep_pairs
