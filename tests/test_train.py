@@ -523,6 +523,57 @@ def test_sample_and_evaluate_cli(cache_dir, tmp_path, capsys):
     assert set(json.loads(js.read_text())) >= {"psnr", "ssim", "step"}
 
 
+def test_evaluate_json_reports_per_task_scores(cache_dir, tmp_path, capsys):
+    """``evaluate --json`` holds ``tasks`` {name: psnr, ssim, psnr_in, ssim_in, n} beside the
+    averages; each average is the mean over images, so the n-weighted mean of the tasks'."""
+    from drdd_edu.degradations import TASKS
+    from drdd_edu.metrics import psnr, ssim
+    from drdd_edu.train import eval_task_names, restore_test_images
+    from drdd_edu.train_cli import _test_source
+
+    out = tmp_path / "run"
+    Trainer(_cfg(cache_dir, out, steps=2)).run()
+    path = latest_checkpoint(out / "checkpoints")
+    js = tmp_path / "e.json"
+    n = 12
+    args = ["evaluate", "--checkpoint", str(path), "--n", str(n), "--steps", "2"]
+    assert main([*args, "--device", "cpu", "--json", str(js), "--cache-dir", str(cache_dir)]) == 0
+    printed = capsys.readouterr().out
+    got = json.loads(js.read_text())
+    keys = {"psnr", "ssim", "psnr_in", "ssim_in"}
+    assert set(got) >= keys | {"tasks", "step"}
+    tasks = got["tasks"]
+    assert tasks and set(tasks) <= set(TASKS) and len(tasks) >= 2  # spread over the split
+    assert list(tasks) == [t for t in TASKS if t in tasks]  # in the data set's task order
+    for name, m in tasks.items():
+        assert set(m) == keys | {"n"} and isinstance(m["n"], int) and m["n"] >= 1
+        assert name in printed and all(math.isfinite(m[k]) for k in keys)
+    assert sum(m["n"] for m in tasks.values()) == n
+    for k in keys:  # the average over images = the n-weighted mean of the per-task means
+        weighted = sum(m[k] * m["n"] for m in tasks.values()) / n
+        assert math.isclose(got[k], weighted, rel_tol=1e-5, abs_tol=1e-6), (k, got[k], weighted)
+    # recomputed independently, image by image, from the same restoration
+    model, cfg, _ = model_from_checkpoint(path)
+    test = _test_source(cfg, cache_dir)
+    clean, start, restored = restore_test_images(model, cfg, test, n, 2, "cpu")
+    names = eval_task_names(test, n)
+    assert names is not None and len(names) == n
+    per_image = {
+        "psnr": psnr(restored, clean),
+        "ssim": ssim(restored, clean),
+        "psnr_in": psnr(start, clean),
+        "ssim_in": ssim(start, clean),
+    }
+    for k, v in per_image.items():
+        assert math.isclose(got[k], float(v.mean()), rel_tol=1e-5, abs_tol=1e-6), k
+        for name, m in tasks.items():
+            own = [float(x) for x, t in zip(v, names, strict=True) if t == name]
+            assert len(own) == m["n"]
+            assert math.isclose(m[k], sum(own) / len(own), rel_tol=1e-5, abs_tol=1e-6), (name, k)
+    # the input scores differ between tasks (the ids are not all the same task)
+    assert len({round(m["psnr_in"], 3) for m in tasks.values()}) >= 2
+
+
 def test_drdd_two_stage_evaluate(cache_dir, tmp_path, capsys):
     res_dir, noise_dir = tmp_path / "res", tmp_path / "noise"
     Trainer(_cfg(cache_dir, res_dir, steps=1, stage="drdd_residual", objective="pred_res")).run()
