@@ -98,6 +98,24 @@ def test_bundled_configs_load():
     assert load_config("tiny-cpu", steps=7).steps == 7
 
 
+def test_tiny_restore_config_is_tiny_cpu_with_sm_res_and_low_noise():
+    """The shipped checkpoint's recipe: tiny-cpu except SM-Res, sum_scale 0.01 and the run length
+    (and how often it evaluates and saves)."""
+    restore, base = load_config("tiny-restore"), load_config("tiny-cpu")
+    assert restore.name == "tiny-restore"
+    assert (restore.preset, restore.objective, restore.stage) == ("tiny", "pred_res", "rddm")
+    assert math.isclose(restore.sum_scale, 0.01) and math.isclose(base.sum_scale, 1.0)
+    # β̄_T = sqrt(sum_scale): the sampler starts from I_in + 0.1·z
+    assert math.isclose(float(restore.make_schedule().betas2_cumsum[-1]) ** 0.5, 0.1, rel_tol=1e-4)
+    differ = {
+        k
+        for k, v in restore.to_dict().items()
+        if k not in ("name", "objective", "sum_scale", "steps", "eval_every", "ckpt_every")
+        and v != base.to_dict()[k]
+    }
+    assert not differ, differ
+
+
 @pytest.mark.parametrize(
     "changes, match",
     [
