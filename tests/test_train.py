@@ -135,6 +135,13 @@ def test_tiny_restore_config_is_tiny_cpu_with_sm_res_and_low_noise():
         ({"objective": "pred_noise"}, "schedule = 'ddim'"),
         ({"schedule": "cosine"}, "unknown schedule"),
         ({"compile_mode": "fast"}, "unknown compile_mode"),
+        ({"task_weights": (1, 1, 1)}, "task_weights must be 5 finite numbers"),
+        ({"task_weights": (1, 1, 1, -1, 1)}, "task_weights must be 5 finite numbers"),
+        ({"task_weights": (1, 1, 1, float("nan"), 1)}, "task_weights must be 5 finite"),
+        ({"task_weights": 2.0}, "task_weights must be a list of numbers"),
+        ({"task_weights": (0, 0, 0, 0, 0)}, "every trained task weight 0"),
+        ({"task_weights": (1, 0, 0, 0, 0), "tasks": ("rain",)}, "every trained task weight 0"),
+        ({"task_weights": (1, 1, 1, 2, 1), "dataset": "synthetic"}, "needs dataset"),
     ],
 )
 def test_bad_configs(changes, match):
@@ -200,6 +207,47 @@ def test_objectives_and_stages_run(cache_dir, tmp_path, changes):
     assert trainer.model.conditioned == (cfg.stage != "drdd_noise")
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 2
+
+
+def test_task_weights_weigh_each_sample_loss_by_its_task(cache_dir):
+    """With ``task_weights`` the batch loss is Σ w_task(i)·L_i / Σ w (L_i: sample i's own mean
+    loss); all weights 1 give the plain mean; a weight-0 task does not move the loss."""
+    from drdd_edu.degradations import TASKS
+
+    weights = (1.0, 2.0, 3.0, 4.0, 5.0)
+    tr = Trainer(_cfg(cache_dir, batch_size=8, objective="pred_res", task_weights=weights))
+    plain_tr = Trainer(_cfg(cache_dir, batch_size=8, objective="pred_res"))
+    plain_tr.model.load_state_dict(tr.model.state_dict())
+    b = tr.batch(0)
+    idx = batch_indices(0, 0, 8, len(tr.train_src))
+    ids = tr.train_src.task[idx]
+    assert len(set(ids.tolist())) >= 2  # the batch mixes tasks: the weighting is visible
+    names = tr.train_src.task_names
+    want_w = torch.tensor([weights[TASKS.index(names[k])] for k in ids.tolist()])
+    torch.testing.assert_close(b["weight"], want_w)
+    assert "weight" not in plain_tr.batch(0)
+    with torch.no_grad():
+        per = torch.stack(
+            [
+                plain_tr.loss_on({k: v[i : i + 1] for k, v in b.items() if k != "weight"})
+                for i in range(8)
+            ]
+        )
+        got = tr.loss_on(b)
+        plain = plain_tr.loss_on({k: v for k, v in b.items() if k != "weight"})
+        ones = tr.loss_on({**b, "weight": torch.ones(8)})
+    torch.testing.assert_close(got, (want_w * per).sum() / want_w.sum(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(ones, plain, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(plain, per.mean(), rtol=1e-5, atol=1e-7)
+    assert not math.isclose(float(got), float(plain), rel_tol=1e-4)  # the weights changed it
+    # a task with weight 0 drops out: its samples' losses do not enter
+    zero = torch.where(ids == ids[0], 0.0, 1.0)
+    with torch.no_grad():
+        dropped = tr.loss_on({**b, "weight": zero})
+    keep = zero > 0
+    torch.testing.assert_close(dropped, per[keep].mean(), rtol=1e-5, atol=1e-7)
+    tr.run()  # and it trains
+    assert tr.step == tr.config.steps
 
 
 def test_drdd_noise_stage_uses_unpaired_target_images_only(cache_dir):

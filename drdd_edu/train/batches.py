@@ -94,7 +94,9 @@ def _load_sources(cfg: TrainConfig, device: torch.device, verbose: bool) -> tupl
         train_src = _Source(data.target_dataset().clean_u8.to(device), None)
     else:
         sub = _only_tasks(data.paired_subset("train", cfg.data_fraction), data.tasks, cfg.tasks)
-        train_src = _Source(sub.clean_u8.to(device), sub.degraded_u8.to(device))
+        train_src = _Source(
+            sub.clean_u8.to(device), sub.degraded_u8.to(device), sub.task.to(device), data.tasks
+        )
     return train_src, test_src
 
 
