@@ -99,8 +99,8 @@ def test_bundled_configs_load():
 
 
 def test_tiny_restore_config_is_tiny_cpu_with_sm_res_and_low_noise():
-    """The shipped checkpoint's recipe: tiny-cpu except SM-Res, sum_scale 0.01 and the run length
-    (and how often it evaluates and saves)."""
+    """The tiny-restore recipe: tiny-cpu except SM-Res, sum_scale 0.01, a larger loss weight on
+    blur and the run length (and how often it evaluates and saves)."""
     restore, base = load_config("tiny-restore"), load_config("tiny-cpu")
     assert restore.name == "tiny-restore"
     assert (restore.preset, restore.objective, restore.stage) == ("tiny", "pred_res", "rddm")
@@ -110,10 +110,23 @@ def test_tiny_restore_config_is_tiny_cpu_with_sm_res_and_low_noise():
     differ = {
         k
         for k, v in restore.to_dict().items()
-        if k not in ("name", "objective", "sum_scale", "steps", "eval_every", "ckpt_every")
+        if k
+        not in (
+            "name",
+            "objective",
+            "sum_scale",
+            "task_weights",
+            "steps",
+            "eval_every",
+            "ckpt_every",
+        )
         and v != base.to_dict()[k]
     }
     assert not differ, differ
+    from drdd_edu.degradations import TASKS
+
+    weights = dict(zip(TASKS, restore.task_weights, strict=True))
+    assert weights["blur"] > 1 and all(w == 1 for t, w in weights.items() if t != "blur")
 
 
 @pytest.mark.parametrize(
