@@ -366,6 +366,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         device=device,
         noise_model=noise_model,
         noise_cfg=noise_cfg,
+        per_task=True,
     )
     print(
         f"{args.checkpoint} (step {ck['step']}, stage {cfg.stage}, {args.split}, "
@@ -373,6 +374,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"(input {metrics['psnr_in']:.2f}), SSIM {metrics['ssim']:.4f} "
         f"(input {metrics['ssim_in']:.4f})"
     )
+    for name, m in metrics["tasks"].items():  # per degradation, restored vs input
+        verdict = (
+            "better" if m["psnr"] > m["psnr_in"] and m["ssim"] > m["ssim_in"] else "NOT better"
+        )
+        print(
+            f"  {name:<10} n={m['n']:<3} PSNR {m['psnr']:6.2f} dB (input {m['psnr_in']:6.2f}), "
+            f"SSIM {m['ssim']:.4f} (input {m['ssim_in']:.4f}): {verdict}"
+        )
     _write_json(args.json, {"checkpoint": str(args.checkpoint), "step": ck["step"], **metrics})
     return 0
 

@@ -98,6 +98,37 @@ def test_bundled_configs_load():
     assert load_config("tiny-cpu", steps=7).steps == 7
 
 
+def test_tiny_restore_config_is_tiny_cpu_with_sm_res_and_low_noise():
+    """The tiny-restore recipe: tiny-cpu except SM-Res, sum_scale 0.01, a larger loss weight on
+    blur and the run length (and how often it evaluates and saves)."""
+    restore, base = load_config("tiny-restore"), load_config("tiny-cpu")
+    assert restore.name == "tiny-restore"
+    assert (restore.preset, restore.objective, restore.stage) == ("tiny", "pred_res", "rddm")
+    assert math.isclose(restore.sum_scale, 0.01) and math.isclose(base.sum_scale, 1.0)
+    # β̄_T = sqrt(sum_scale): the sampler starts from I_in + 0.1·z
+    assert math.isclose(float(restore.make_schedule().betas2_cumsum[-1]) ** 0.5, 0.1, rel_tol=1e-4)
+    differ = {
+        k
+        for k, v in restore.to_dict().items()
+        if k
+        not in (
+            "name",
+            "objective",
+            "sum_scale",
+            "task_weights",
+            "steps",
+            "eval_every",
+            "ckpt_every",
+        )
+        and v != base.to_dict()[k]
+    }
+    assert not differ, differ
+    from drdd_edu.degradations import TASKS
+
+    weights = dict(zip(TASKS, restore.task_weights, strict=True))
+    assert weights["blur"] > 1 and all(w == 1 for t, w in weights.items() if t != "blur")
+
+
 @pytest.mark.parametrize(
     "changes, match",
     [
@@ -117,6 +148,13 @@ def test_bundled_configs_load():
         ({"objective": "pred_noise"}, "schedule = 'ddim'"),
         ({"schedule": "cosine"}, "unknown schedule"),
         ({"compile_mode": "fast"}, "unknown compile_mode"),
+        ({"task_weights": (1, 1, 1)}, "task_weights must be 5 finite numbers"),
+        ({"task_weights": (1, 1, 1, -1, 1)}, "task_weights must be 5 finite numbers"),
+        ({"task_weights": (1, 1, 1, float("nan"), 1)}, "task_weights must be 5 finite"),
+        ({"task_weights": 2.0}, "task_weights must be a list of numbers"),
+        ({"task_weights": (0, 0, 0, 0, 0)}, "every trained task weight 0"),
+        ({"task_weights": (1, 0, 0, 0, 0), "tasks": ("rain",)}, "every trained task weight 0"),
+        ({"task_weights": (1, 1, 1, 2, 1), "dataset": "synthetic"}, "needs dataset"),
     ],
 )
 def test_bad_configs(changes, match):
@@ -182,6 +220,47 @@ def test_objectives_and_stages_run(cache_dir, tmp_path, changes):
     assert trainer.model.conditioned == (cfg.stage != "drdd_noise")
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 2
+
+
+def test_task_weights_weigh_each_sample_loss_by_its_task(cache_dir):
+    """With ``task_weights`` the batch loss is Σ w_task(i)·L_i / Σ w (L_i: sample i's own mean
+    loss); all weights 1 give the plain mean; a weight-0 task does not move the loss."""
+    from drdd_edu.degradations import TASKS
+
+    weights = (1.0, 2.0, 3.0, 4.0, 5.0)
+    tr = Trainer(_cfg(cache_dir, batch_size=8, objective="pred_res", task_weights=weights))
+    plain_tr = Trainer(_cfg(cache_dir, batch_size=8, objective="pred_res"))
+    plain_tr.model.load_state_dict(tr.model.state_dict())
+    b = tr.batch(0)
+    idx = batch_indices(0, 0, 8, len(tr.train_src))
+    ids = tr.train_src.task[idx]
+    assert len(set(ids.tolist())) >= 2  # the batch mixes tasks: the weighting is visible
+    names = tr.train_src.task_names
+    want_w = torch.tensor([weights[TASKS.index(names[k])] for k in ids.tolist()])
+    torch.testing.assert_close(b["weight"], want_w)
+    assert "weight" not in plain_tr.batch(0)
+    with torch.no_grad():
+        per = torch.stack(
+            [
+                plain_tr.loss_on({k: v[i : i + 1] for k, v in b.items() if k != "weight"})
+                for i in range(8)
+            ]
+        )
+        got = tr.loss_on(b)
+        plain = plain_tr.loss_on({k: v for k, v in b.items() if k != "weight"})
+        ones = tr.loss_on({**b, "weight": torch.ones(8)})
+    torch.testing.assert_close(got, (want_w * per).sum() / want_w.sum(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(ones, plain, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(plain, per.mean(), rtol=1e-5, atol=1e-7)
+    assert not math.isclose(float(got), float(plain), rel_tol=1e-4)  # the weights changed it
+    # a task with weight 0 drops out: its samples' losses do not enter
+    zero = torch.where(ids == ids[0], 0.0, 1.0)
+    with torch.no_grad():
+        dropped = tr.loss_on({**b, "weight": zero})
+    keep = zero > 0
+    torch.testing.assert_close(dropped, per[keep].mean(), rtol=1e-5, atol=1e-7)
+    tr.run()  # and it trains
+    assert tr.step == tr.config.steps
 
 
 def test_drdd_noise_stage_uses_unpaired_target_images_only(cache_dir):
@@ -521,6 +600,57 @@ def test_sample_and_evaluate_cli(cache_dir, tmp_path, capsys):
     )
     assert "PSNR" in capsys.readouterr().out
     assert set(json.loads(js.read_text())) >= {"psnr", "ssim", "step"}
+
+
+def test_evaluate_json_reports_per_task_scores(cache_dir, tmp_path, capsys):
+    """``evaluate --json`` holds ``tasks`` {name: psnr, ssim, psnr_in, ssim_in, n} beside the
+    averages; each average is the mean over images, so the n-weighted mean of the tasks'."""
+    from drdd_edu.degradations import TASKS
+    from drdd_edu.metrics import psnr, ssim
+    from drdd_edu.train import eval_task_names, restore_test_images
+    from drdd_edu.train_cli import _test_source
+
+    out = tmp_path / "run"
+    Trainer(_cfg(cache_dir, out, steps=2)).run()
+    path = latest_checkpoint(out / "checkpoints")
+    js = tmp_path / "e.json"
+    n = 12
+    args = ["evaluate", "--checkpoint", str(path), "--n", str(n), "--steps", "2"]
+    assert main([*args, "--device", "cpu", "--json", str(js), "--cache-dir", str(cache_dir)]) == 0
+    printed = capsys.readouterr().out
+    got = json.loads(js.read_text())
+    keys = {"psnr", "ssim", "psnr_in", "ssim_in"}
+    assert set(got) >= keys | {"tasks", "step"}
+    tasks = got["tasks"]
+    assert tasks and set(tasks) <= set(TASKS) and len(tasks) >= 2  # spread over the split
+    assert list(tasks) == [t for t in TASKS if t in tasks]  # in the data set's task order
+    for name, m in tasks.items():
+        assert set(m) == keys | {"n"} and isinstance(m["n"], int) and m["n"] >= 1
+        assert name in printed and all(math.isfinite(m[k]) for k in keys)
+    assert sum(m["n"] for m in tasks.values()) == n
+    for k in keys:  # the average over images = the n-weighted mean of the per-task means
+        weighted = sum(m[k] * m["n"] for m in tasks.values()) / n
+        assert math.isclose(got[k], weighted, rel_tol=1e-5, abs_tol=1e-6), (k, got[k], weighted)
+    # recomputed independently, image by image, from the same restoration
+    model, cfg, _ = model_from_checkpoint(path)
+    test = _test_source(cfg, cache_dir)
+    clean, start, restored = restore_test_images(model, cfg, test, n, 2, "cpu")
+    names = eval_task_names(test, n)
+    assert names is not None and len(names) == n
+    per_image = {
+        "psnr": psnr(restored, clean),
+        "ssim": ssim(restored, clean),
+        "psnr_in": psnr(start, clean),
+        "ssim_in": ssim(start, clean),
+    }
+    for k, v in per_image.items():
+        assert math.isclose(got[k], float(v.mean()), rel_tol=1e-5, abs_tol=1e-6), k
+        for name, m in tasks.items():
+            own = [float(x) for x, t in zip(v, names, strict=True) if t == name]
+            assert len(own) == m["n"]
+            assert math.isclose(m[k], sum(own) / len(own), rel_tol=1e-5, abs_tol=1e-6), (name, k)
+    # the input scores differ between tasks (the ids are not all the same task)
+    assert len({round(m["psnr_in"], 3) for m in tasks.values()}) >= 2
 
 
 def test_drdd_two_stage_evaluate(cache_dir, tmp_path, capsys):

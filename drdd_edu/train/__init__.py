@@ -66,6 +66,7 @@ __all__ = [
     "Trainer",
     "model_from_checkpoint",
     "evaluate_model",
+    "eval_task_names",
     "restore_test_images",
     "train",
 ]
@@ -90,7 +91,13 @@ from .config import (
     with_config_defaults,
 )
 from .distributed import DistInfo, init_distributed, resolve_amp, resolve_device
-from .evaluation import centre_crop, evaluate_model, model_from_checkpoint, restore_test_images
+from .evaluation import (
+    centre_crop,
+    eval_task_names,
+    evaluate_model,
+    model_from_checkpoint,
+    restore_test_images,
+)
 from .trainer import Trainer
 
 

@@ -46,10 +46,18 @@ def batch_indices(seed: int, step: int, batch_size: int, n: int) -> Tensor:
 
 
 class _Source:
-    """Training images on the device as uint8 (N, 3, S, S); ``degraded`` None when unpaired."""
+    """Images on the device as uint8 (N, 3, S, S); ``degraded`` None when unpaired; ``task``
+    (N,) int64 task ids into ``task_names`` (None when unknown)."""
 
-    def __init__(self, clean: Tensor, degraded: Tensor | None) -> None:
+    def __init__(
+        self,
+        clean: Tensor,
+        degraded: Tensor | None,
+        task: Tensor | None = None,
+        task_names: tuple[str, ...] = (),
+    ) -> None:
         self.clean, self.degraded = clean, degraded
+        self.task, self.task_names = task, tuple(task_names)
 
     def __len__(self) -> int:
         return self.clean.shape[0]
@@ -79,14 +87,16 @@ def _load_sources(cfg: TrainConfig, device: torch.device, verbose: bool) -> tupl
             "written; point DRDD_EDU_CACHE_DIR (or the config's cache_dir) to a writable folder",
         ) from err
     test = _only_tasks(data.paired_subset("test"), data.tasks, cfg.tasks)
-    test_src = _Source(test.clean_u8, test.degraded_u8)
+    test_src = _Source(test.clean_u8, test.degraded_u8, test.task, data.tasks)
     if cfg.stage == "drdd_noise" and not cfg.noise_conditioned:  # unpaired clean images (D1)
         train_src = _Source(data.target_dataset().clean_u8.to(device), None)
     elif cfg.generation:  # I_in = 0 is made in Trainer.batch; I_0 = unpaired targets
         train_src = _Source(data.target_dataset().clean_u8.to(device), None)
     else:
         sub = _only_tasks(data.paired_subset("train", cfg.data_fraction), data.tasks, cfg.tasks)
-        train_src = _Source(sub.clean_u8.to(device), sub.degraded_u8.to(device))
+        train_src = _Source(
+            sub.clean_u8.to(device), sub.degraded_u8.to(device), sub.task.to(device), data.tasks
+        )
     return train_src, test_src
 
 

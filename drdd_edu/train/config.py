@@ -128,6 +128,11 @@ class TrainConfig:
             these degradation tasks (names from :data:`drdd_edu.degradations.TASKS`, no
             repeats; ``()`` = all five). Paired stages of ``allinone5`` only (not
             ``drdd_noise`` nor ``generation``, which train on unpaired clean images).
+        task_weights: per-task weights of the training loss, one number ≥ 0 per task of
+            :data:`drdd_edu.degradations.TASKS` in that order (``()`` = all 1: the plain mean).
+            Each sample's loss is weighted by its task's weight and the batch loss is
+            ``Σ w_i·L_i / Σ w_i``; a task with a larger weight gets a larger share of the
+            gradient. Paired ``allinone5`` stages only, like ``tasks``.
         generation: RDDM generation (stage ``rddm`` only): I_in = 0 (the network still sees
             cat(I_t, 0)) and I_0 = the unpaired clean target images, so I_res = −I_0 (R0);
             with schedule ``ddim`` this is DDPM/DDIM (R6). There is no paired target, so
@@ -175,6 +180,7 @@ class TrainConfig:
     cache_dir: str = ""
     data_fraction: float = 1.0
     tasks: tuple[str, ...] = ()
+    task_weights: tuple[float, ...] = ()
     generation: bool = False
     hflip: bool = True
     # optimisation
@@ -212,6 +218,11 @@ class TrainConfig:
         if isinstance(self.tasks, str):
             raise ValueError(f"tasks must be a list of task names, got the string {self.tasks!r}")
         self.tasks = tuple(self.tasks)
+        if isinstance(self.task_weights, (str, int, float)):
+            raise ValueError(
+                f"task_weights must be a list of numbers, one per task, got {self.task_weights!r}"
+            )
+        self.task_weights = tuple(self.task_weights)
         self.validate()
 
     # -- validation ------------------------------------------------------------------
@@ -280,6 +291,7 @@ class TrainConfig:
                     "generation = true has no paired test targets to score: set eval_every = 0"
                 )
         self._validate_tasks()
+        self._validate_task_weights()
         if self.stage != "rddm" and self.schedule != "rddm":
             raise ValueError(f"stage {self.stage!r} needs schedule = 'rddm'")
         if self.stage == "drdd_noise" and self.objective != "pred_noise":
@@ -396,6 +408,32 @@ class TrainConfig:
             raise ValueError(
                 "tasks selects paired (degraded, clean) data; the drdd_noise stage and "
                 "generation train on the unpaired clean target images: set tasks = []"
+            )
+
+    def _validate_task_weights(self) -> None:
+        from ..degradations import TASKS
+
+        w = self.task_weights
+        if not w:
+            return
+        ok = all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            for v in w
+        )
+        if len(w) != len(TASKS) or not ok:
+            raise ValueError(
+                f"task_weights must be {len(TASKS)} finite numbers ≥ 0, one per task {TASKS} "
+                f"in that order, got {list(w)}"
+            )
+        used = [w[TASKS.index(t)] for t in (self.tasks or TASKS)]
+        if not any(v > 0 for v in used):
+            raise ValueError(f"task_weights {list(w)} give every trained task weight 0")
+        if self.dataset != "allinone5":
+            raise ValueError("task_weights weighs All-in-One-5 tasks: needs dataset = 'allinone5'")
+        if (self.stage == "drdd_noise" and not self.noise_conditioned) or self.generation:
+            raise ValueError(
+                "task_weights weighs paired (degraded, clean) data; the drdd_noise stage and "
+                "generation train on unpaired clean images: set task_weights = []"
             )
 
     @property

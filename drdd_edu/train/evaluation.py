@@ -41,19 +41,46 @@ def _test_batches(test_src: Any, cfg: TrainConfig, n: int, device: torch.device)
     ``n`` ≥ its size; the split is ordered by source photo, so its first ``n`` pairs would all
     come from one photo), or synthetic pairs; centre-cropped."""
     S = cfg.image_size
+    idx = _test_indices(test_src, n)
     if test_src is None:
         g = torch.Generator().manual_seed(step_seed(cfg.seed, _STREAM_EVAL, 0))
         clean = torch.rand((n, 3, S, S), generator=g)
         deg = (clean + 0.1 * torch.randn((n, 3, S, S), generator=g)).clamp(0, 1)
     else:
-        total = len(test_src.clean)
-        idx = torch.linspace(0, total - 1, n).round().long() if n < total else torch.arange(total)
         clean = centre_crop(test_src.clean[idx].float() / 255.0, S)
         deg = centre_crop(test_src.degraded[idx].float() / 255.0, S)
     bs = max(1, cfg.batch_size)
     return [
         (clean[i : i + bs].to(device), deg[i : i + bs].to(device)) for i in range(0, len(clean), bs)
     ]
+
+
+def _test_indices(test_src: Any, n: int) -> Tensor | None:
+    """Positions in ``test_src`` of the ``n`` test images :func:`_test_batches` uses, (n,)
+    int64 (evenly spaced; all of them when ``n`` ≥ its size); None for synthetic pairs."""
+    if test_src is None:
+        return None
+    total = len(test_src.clean)
+    return torch.linspace(0, total - 1, n).round().long() if n < total else torch.arange(total)
+
+
+def eval_task_names(test_src: Any, n: int) -> list[str] | None:
+    """The task (degradation) name of each of the ``n`` images :func:`restore_test_images`
+    restores, in order; None when the source carries no task ids (synthetic pairs, or an object
+    without a ``task`` tensor). Names come from ``test_src.task_names`` when it has them, else
+    :data:`drdd_edu.degradations.TASKS` (the All-in-One-5 order)."""
+    idx = _test_indices(test_src, n)
+    task = getattr(test_src, "task", None)
+    if idx is None or task is None:
+        return None
+    from ..degradations import TASKS
+
+    names = tuple(getattr(test_src, "task_names", ()) or TASKS)
+    ids = torch.as_tensor(task)[idx].tolist()
+    bad = [k for k in ids if not 0 <= k < len(names)]
+    if bad:
+        raise ValueError(f"test task id {bad[0]} is not an index into the tasks {list(names)}")
+    return [names[k] for k in ids]
 
 
 @torch.no_grad()
@@ -149,20 +176,40 @@ def evaluate_model(
     schedule: Schedule | None = None,
     noise_model: ResidualDenoiser | None = None,
     noise_cfg: TrainConfig | None = None,
-) -> dict[str, float]:
+    per_task: bool = False,
+) -> dict[str, Any]:
     """Mean PSNR (dB) and SSIM of :func:`restore_test_images`' output against the clean
-    targets (``psnr``, ``ssim``) and of the unrestored input (``psnr_in``, ``ssim_in``)."""
+    targets (``psnr``, ``ssim``) and of the unrestored input (``psnr_in``, ``ssim_in``), over
+    all ``n_images`` images (per-image scores averaged).
+
+    With ``per_task=True`` the result also holds ``"tasks"``: ``{task name: {"psnr", "ssim",
+    "psnr_in", "ssim_in", "n"}}``, the same means over each task's images (``n`` of them), in
+    the order of the task list; empty when the test source carries no task ids (synthetic)."""
     from ..metrics import psnr, ssim
 
     clean, start, restored = restore_test_images(
         model, cfg, test_src, n_images, sampling_steps, device, schedule, noise_model, noise_cfg
     )
-    return {
-        "psnr": float(psnr(restored, clean).mean()),
-        "ssim": float(ssim(restored, clean).mean()),
-        "psnr_in": float(psnr(start, clean).mean()),
-        "ssim_in": float(ssim(start, clean).mean()),
+    scores = {
+        "psnr": psnr(restored, clean).cpu(),
+        "ssim": ssim(restored, clean).cpu(),
+        "psnr_in": psnr(start, clean).cpu(),
+        "ssim_in": ssim(start, clean).cpu(),
     }
+    out: dict[str, Any] = {k: float(v.mean()) for k, v in scores.items()}
+    if per_task:
+        names = eval_task_names(test_src, len(clean)) or []
+        order = list(dict.fromkeys(getattr(test_src, "task_names", ()) or ())) or sorted(
+            set(names), key=names.index
+        )
+        tasks: dict[str, dict[str, float | int]] = {}
+        for name in order:
+            mask = torch.tensor([t == name for t in names], dtype=torch.bool)
+            if bool(mask.any()):
+                tasks[name] = {k: float(v[mask].mean()) for k, v in scores.items()}
+                tasks[name]["n"] = int(mask.sum())
+        out["tasks"] = tasks
+    return out
 
 
 def model_from_checkpoint(

@@ -301,7 +301,8 @@ class Trainer:
         """This rank's slice of the global batch of ``step`` (a pure function of (seed, step)).
 
         Returns ``x0`` (B_local, 3, S, S) on [-1, 1], ``x_in`` (or None for the noise stage;
-        zeros with ``generation``), ``t`` (B_local,) long and ``noise`` (B_local, 3, S, S).
+        zeros with ``generation``), ``t`` (B_local,) long and ``noise`` (B_local, 3, S, S); with
+        ``task_weights`` also ``weight`` (B_local,) float32, each sample's task weight.
         """
         cfg, dev = self.config, self.device
         B, S = cfg.batch_size, cfg.image_size
@@ -330,6 +331,8 @@ class Trainer:
                 out.append(x)
             x0 = out[0]
             x_in = out[1] if len(out) > 1 else None
+            if cfg.task_weights:
+                weight = self._task_weight_table(src)[src.task[idx]]
         if cfg.generation:  # RDDM generation: I_in = 0, so I_res = −I_0 (R0)
             x_in = torch.zeros_like(x0)
         t = torch.randint(0, cfg.T, (B,), generator=g, device=dev)[lo:hi]
@@ -338,7 +341,20 @@ class Trainer:
             x0, noise = (v.contiguous(memory_format=torch.channels_last) for v in (x0, noise))
             if x_in is not None:
                 x_in = x_in.contiguous(memory_format=torch.channels_last)
-        return {"x0": x0, "x_in": x_in, "t": t, "noise": noise}
+        b = {"x0": x0, "x_in": x_in, "t": t, "noise": noise}
+        if cfg.task_weights and self.train_src is not None:
+            b["weight"] = weight
+        return b
+
+    def _task_weight_table(self, src: Any) -> Tensor:
+        """``task_weights`` indexed by the source's task ids, (n_task_names,) float32."""
+        from ..degradations import TASKS
+
+        if src.task is None:
+            raise RuntimeError("task_weights needs a training source with task ids")
+        names = src.task_names or TASKS
+        w = [float(self.config.task_weights[TASKS.index(n)]) for n in names]
+        return torch.tensor(w, dtype=torch.float32, device=src.task.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
@@ -356,7 +372,7 @@ class Trainer:
         cfg = self.config
         if cfg.objective != "auto_res_noise":
             return {"loss": self._objective_loss(b)}
-        crit = F.l1_loss if cfg.loss == "l1" else F.mse_loss
+        crit = self._criterion(b)
         x0, x_in, t, noise = b["x0"], b["x_in"], b["t"], b["noise"]
         with self._autocast():
             x_t = q_sample(x0, x_in, t, self.schedule, noise)  # (R2)
@@ -367,10 +383,26 @@ class Trainer:
         loss = lam * loss_res + (1 - lam) * loss_noise
         return {"loss": loss, "loss_res": loss_res, "loss_noise": loss_noise}
 
+    def _criterion(self, b: Mapping[str, Tensor]) -> Any:
+        """The loss function ``crit(pred, target) → 0-d``: L1 or L2 (the config's ``loss``),
+        the plain mean, or with a ``weight`` (B,) in the batch the task-weighted mean
+        ``Σ_i w_i·mean(|pred_i − target_i|^p) / Σ_i w_i`` (``task_weights``)."""
+        plain = F.l1_loss if self.config.loss == "l1" else F.mse_loss
+        w = b.get("weight")
+        if w is None:
+            return plain
+        w = w.float()
+
+        def weighted(pred: Tensor, target: Tensor) -> Tensor:
+            per = plain(pred, target, reduction="none").flatten(1).mean(dim=1)  # (B,)
+            return (w * per).sum() / w.sum().clamp_min(1e-12)
+
+        return weighted
+
     def _objective_loss(self, b: Mapping[str, Tensor]) -> Tensor:
         cfg, sch = self.config, self.schedule
         x0, x_in, t, noise = b["x0"], b["x_in"], b["t"], b["noise"]
-        crit = F.l1_loss if cfg.loss == "l1" else F.mse_loss
+        crit = self._criterion(b)
         with self._autocast():
             if cfg.stage == "drdd_noise":
                 x_t = q_sample_noise_stage(x0, t, sch, noise)  # (D1)
