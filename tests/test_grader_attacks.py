@@ -316,7 +316,9 @@ def test_environment_is_scrubbed(tmp_path, assignment, sandbox, monkeypatch):
         "import os, sys\n"
         "print('SECRET', os.environ.get('INSTRUCTOR_SECRET'))\n"
         "print('CWD', os.getcwd())\n"
-        f"print('PATHS', [p for p in sys.path if p.startswith({str(REPO)!r})])\n"
+        # the Python environment itself may live inside the repository (.venv): only the
+        # repository's own folders count
+        f"print('PATHS', [p for p in sys.path if p.startswith({str(REPO)!r}) and not p.startswith(sys.prefix)])\n"
         "import socket\n"
         "try:\n"
         "    socket.create_connection(('1.1.1.1', 53), timeout=2)\n"

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import secrets
+import threading
 
 __all__ = ["SETUP", "import_statements", "setup_request", "test_request", "verdict"]
 
@@ -230,7 +231,7 @@ def import_statements(sources: list[str]) -> tuple[str, list[str]]:
     lines, modules = [], []
     for source in sources:
         try:
-            tree = ast.parse(manager.transform_cell(source))
+            tree = parse_source(manager.transform_cell(source))
         except SyntaxError:
             continue
         for node in tree.body:
@@ -251,10 +252,21 @@ def import_statements(sources: list[str]) -> tuple[str, list[str]]:
     return program, sorted(set(modules))
 
 
+_PARSE_LOCK = threading.Lock()
+
+
+def parse_source(source: str) -> ast.Module:
+    """``ast.parse`` under a process-wide lock: CPython 3.11's parser is not thread-safe
+    (concurrent calls can fail with "SystemError: AST constructor recursion depth mismatch"),
+    and :func:`drdd_edu.assignments.grade_many` grades submissions in threads."""
+    with _PARSE_LOCK:
+        return ast.parse(source)
+
+
 def imported_names(import_src: str) -> frozenset[str]:
     """The names an :func:`import_statements` program binds (``torch``, ``q_sample``, ...)."""
     names = set()
-    for node in ast.walk(ast.parse(import_src)):
+    for node in ast.walk(parse_source(import_src)):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             for alias in node.names:
                 names.add(alias.asname or alias.name.split(".")[0])

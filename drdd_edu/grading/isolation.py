@@ -268,6 +268,10 @@ def bwrap_command(run: RunDir, argv: list[str], env: dict[str, str]) -> list[str
     cmd += ["--ro-bind", str(run.pkg), str(run.pkg)]
     for folder in (run.work, run.home, run.conn):
         cmd += ["--bind", str(folder), str(folder)]
+    # the sandbox's root is bubblewrap's own tmpfs, holding the mount points' parent folders (e.g.
+    # the repository's path when the virtual environment lives inside it): read-only, so nothing
+    # can be written outside work, home, conn and /tmp
+    cmd += ["--remount-ro", "/"]
     cmd += ["--chdir", str(run.work), "--clearenv"]
     for key, value in env.items():
         cmd += ["--setenv", key, value]

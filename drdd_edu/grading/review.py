@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 
+from .guard import parse_source
+
 __all__ = ["SUSPICIOUS", "review_flags"]
 
 #: names and attributes no exercise of this course needs
@@ -112,7 +114,7 @@ def review_flags(
     flags = []
     for index, source in student_sources:
         try:
-            tree = ast.parse(manager.transform_cell(source))
+            tree = parse_source(manager.transform_cell(source))
         except (SyntaxError, ValueError):
             continue
         used = _uses(tree, protected)
