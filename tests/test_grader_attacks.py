@@ -8,6 +8,7 @@ instructor's files unchanged. ``tests/test_grader_notebooks.py`` does the same o
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import time
@@ -272,8 +273,9 @@ for base in bases:
                     print("refused:", err)
     if str(base) in {targets!r} or any(f.startswith(str(base)) for f in found):
         try:
-            (base / ("pwned-" + "{uuid.uuid4().hex}")).write_text("x")
-            found.append("wrote in " + str(base))
+            pwned = base / "pwned-{uuid.uuid4().hex}"
+            pwned.write_text("x")
+            found.append("wrote " + str(pwned))
         except OSError:
             pass
 print("FOUND", found)
@@ -292,7 +294,15 @@ def test_instructor_files_are_out_of_reach(tmp_path, assignment, repo_before, sa
     assert report.total == 0
     cell = report.notebook.cells[1]
     text = "".join(o.get("text", "") for o in cell.outputs)
-    assert "FOUND []" in text, text
+    line = next(x for x in text.splitlines() if x.startswith("FOUND "))
+    found = ast.literal_eval(line[len("FOUND ") :])
+    # nothing of the instructor's was found; a file "written" at a host path in the sandbox lands in
+    # the sandbox's own tmpfs (e.g. the repository's path exists there when .venv lives inside it,
+    # under a /tmp checkout): it must not exist on the host
+    assert [f for f in found if not f.startswith("wrote ")] == [], text
+    leaked = [f[len("wrote ") :] for f in found if f.startswith("wrote ")]
+    assert not any(Path(p).exists() for p in leaked), leaked
+    assert not leaked or sandbox, leaked  # without the sandbox nothing may be written there at all
     assert {p.name: p.read_bytes() for p in source.parent.iterdir()} == before
     assert _repo_state() == repo_before
     # the next student's unsolved notebook is still graded against the intact source

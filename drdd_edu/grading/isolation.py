@@ -253,6 +253,11 @@ def bwrap_command(run: RunDir, argv: list[str], env: dict[str, str]) -> list[str
             cmd += ["--ro-bind", str(host), str(host)]
     for etc in ETC_FILES:
         cmd += ["--ro-bind-try", etc, etc]
+    # /tmp first: a Python environment (or the run folder) under /tmp is bound on top of it, not
+    # hidden by it
+    if _bwrap_supports("--size"):  # /tmp is memory: cap it (bubblewrap >= 0.8)
+        cmd += ["--size", str(TMPFS_BYTES)]
+    cmd += ["--tmpfs", "/tmp"]
     for path in _python_paths():
         if repo.is_relative_to(path):
             raise SandboxUnavailable(
@@ -262,9 +267,6 @@ def bwrap_command(run: RunDir, argv: list[str], env: dict[str, str]) -> list[str
         cmd += ["--ro-bind", str(path), str(path)]
     cmd += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
-    if _bwrap_supports("--size"):  # /tmp is memory: cap it (bubblewrap >= 0.8)
-        cmd += ["--size", str(TMPFS_BYTES)]
-    cmd += ["--tmpfs", "/tmp"]
     cmd += ["--ro-bind", str(run.pkg), str(run.pkg)]
     for folder in (run.work, run.home, run.conn):
         cmd += ["--bind", str(folder), str(folder)]
