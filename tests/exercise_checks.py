@@ -37,3 +37,17 @@ def check_student_versions(out: Path, sources: dict[str, Path]) -> dict[str, obj
         assert [c.source for c in student.cells if "nbgrader" not in c.metadata] == plain
         students[path.name] = student
     return students
+
+
+def check_two_graded_exercises(nn: str, source: Path) -> tuple[dict, list[str], list[str]]:
+    """Assert that notebook ``nn`` has two graded exercises (ids ``exNN-…``), each solution with
+    its markers, each test with hidden tests, 4 points in all; return (cells, tests, solutions)."""
+    cells = graded_cells(read_notebook(source))
+    tests = [g for g, c in cells.items() if c.metadata["nbgrader"]["grade"]]
+    solutions = [g for g, c in cells.items() if c.metadata["nbgrader"]["solution"]]
+    assert len(tests) == 2 and len(solutions) == 2, list(cells)
+    assert all(g.startswith(f"ex{nn}-") for g in cells)
+    assert all("### BEGIN HIDDEN TESTS" in cells[g].source for g in tests)
+    assert all("### BEGIN SOLUTION" in cells[g].source for g in solutions)
+    assert sum(cells[g].metadata["nbgrader"]["points"] for g in tests) == 4
+    return cells, tests, solutions

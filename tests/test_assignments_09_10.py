@@ -7,9 +7,8 @@ size), which the notebook tests already do, so here we check the structure only.
 from __future__ import annotations
 
 import pytest
-from exercise_checks import check_student_versions
+from exercise_checks import check_student_versions, check_two_graded_exercises
 
-from drdd_edu.assignments import graded_cells, read_notebook
 from drdd_edu.notebook import REPO_ROOT
 
 SOURCES = {
@@ -20,14 +19,7 @@ SOURCES = {
 
 @pytest.mark.parametrize("nn", sorted(SOURCES))
 def test_two_graded_exercises_with_hidden_tests(nn):
-    cells = graded_cells(read_notebook(SOURCES[nn]))
-    tests = [g for g, c in cells.items() if c.metadata["nbgrader"]["grade"]]
-    solutions = [g for g, c in cells.items() if c.metadata["nbgrader"]["solution"]]
-    assert len(tests) == 2 and len(solutions) == 2, list(cells)
-    assert all(g.startswith(f"ex{nn}-") for g in cells)
-    assert all("### BEGIN HIDDEN TESTS" in cells[g].source for g in tests)
-    assert all("### BEGIN SOLUTION" in cells[g].source for g in solutions)
-    assert sum(cells[g].metadata["nbgrader"]["points"] for g in tests) == 4
+    cells, tests, solutions = check_two_graded_exercises(nn, SOURCES[nn])
 
 
 def test_student_versions_drop_solutions_and_hidden_tests(tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from exercise_checks import check_student_versions
+from exercise_checks import check_student_versions, check_two_graded_exercises
 
 from drdd_edu.assignments import graded_cells, read_notebook
 from drdd_edu.notebook import REPO_ROOT
@@ -26,15 +26,8 @@ SOURCES = {
 
 @pytest.mark.parametrize("nn", sorted(SOURCES))
 def test_two_graded_exercises_with_hidden_tests(nn):
-    cells = graded_cells(read_notebook(SOURCES[nn]))
-    tests = [g for g, c in cells.items() if c.metadata["nbgrader"]["grade"]]
-    solutions = [g for g, c in cells.items() if c.metadata["nbgrader"]["solution"]]
-    assert len(tests) == 2 and len(solutions) == 2, list(cells)
-    assert all(g.startswith(f"ex{nn}-") for g in cells)
+    cells, tests, solutions = check_two_graded_exercises(nn, SOURCES[nn])
     assert tests == [f"{g}-test" for g in solutions]  # each test right after its solution
-    assert all("### BEGIN HIDDEN TESTS" in cells[g].source for g in tests)
-    assert all("### BEGIN SOLUTION" in cells[g].source for g in solutions)
-    assert sum(cells[g].metadata["nbgrader"]["points"] for g in tests) == 4
     # every hidden block swaps the re-implemented function for one that raises, and restores it
     for g in tests:
         hidden = cells[g].source.split("### BEGIN HIDDEN TESTS")[1]
