@@ -50,6 +50,7 @@ __all__ = [
     "sample_drdd_iter",
     "sample_drdd",
     "sample_drdd_exact",
+    "sample_noise_stage",
     "removal_path",
     "sample_path_iter",
     "sample_path",
@@ -523,6 +524,34 @@ def sample_drdd(
                 noise_conditioned,
             )
         ).x_next
+
+
+def sample_noise_stage(
+    noise_model: Callable[..., Tensor],
+    x_noisy: Tensor,
+    noise_schedule: Schedule,
+    noise_strength: float,
+    noise_steps: int = 2,
+    x_in: Tensor | None = None,
+    noise_conditioned: bool = False,
+) -> Tensor:
+    """DRDD's noise stage alone (D1 reversed, η = 0): denoise ``x_noisy`` = I_0 + σ·z, as
+    :func:`sample_drdd` does after a perfect residual stage (its residual stage is given a zero
+    prediction and started at ``x_noisy``). ``x_in`` (default ``x_noisy``) is seen only by a
+    conditioned denoiser (``noise_conditioned``, variant ``drdd_cond``). Shapes (B, C, H, W).
+    """
+    return sample_drdd(
+        lambda x, t, xi: torch.zeros_like(x),  # no residual: the noise stage alone
+        noise_model,
+        x_noisy if x_in is None else x_in,
+        noise_schedule,
+        noise_schedule,
+        residual_steps=1,
+        noise_steps=noise_steps,
+        noise_strength=noise_strength,
+        x_start=x_noisy,
+        noise_conditioned=noise_conditioned,
+    )
 
 
 def sample_drdd_exact(

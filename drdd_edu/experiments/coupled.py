@@ -25,7 +25,7 @@ import torch
 from ..colors import METHOD_COLORS
 from ..degradations import TASKS
 from ..diffusion import to_model_range
-from ..samplers import sample_drdd
+from ..samplers import sample_noise_stage
 from ..wiener import fit_wiener
 from .context import DRDD_VARIANTS, Context
 from .evaluation import Denoiser, rddm_restorer, task_rows
@@ -69,17 +69,7 @@ def noise_stage_scores(ctx: Context) -> dict[str, dict[str, dict[str, float]]]:
     steps = ctx.settings.drdd_noise_sampling_steps
 
     def net(noisy: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
-        return sample_drdd(
-            lambda x, t, xi: torch.zeros_like(x),  # no residual: the noise stage alone
-            noise_model,
-            x_in,
-            noise_sch,
-            noise_sch,
-            residual_steps=1,
-            noise_steps=steps,
-            noise_strength=SIGMA,
-            x_start=noisy,
-        )
+        return sample_noise_stage(noise_model, noisy, noise_sch, SIGMA, steps, x_in)
 
     def linear(noisy: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
         return wiener(noisy.cpu()).to(noisy.device)

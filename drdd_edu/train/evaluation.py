@@ -16,7 +16,7 @@ from ..diffusion import (
     to_model_range,
 )
 from ..nn import ResidualDenoiser, build_model
-from ..samplers import sample, sample_drdd, sample_drdd_exact
+from ..samplers import sample, sample_drdd, sample_drdd_exact, sample_noise_stage
 from ..schedules import Schedule
 from .batches import _STREAM_EVAL, step_seed
 from .config import TrainConfig
@@ -130,17 +130,8 @@ def restore_test_images(
             out = sample(model, x_in, sch, sampling_steps, mode=model.mode, generator=g)
         elif cfg.stage == "drdd_noise":
             noisy = x0 + sigma * torch.randn(x0.shape, generator=g, device=device)
-            out = sample_drdd(
-                lambda x, t, xi: torch.zeros_like(x),  # no residual: the noise stage alone
-                model,
-                x_in,  # seen only by a conditioned denoiser (drdd_cond)
-                sch,
-                sch,
-                residual_steps=1,
-                noise_steps=sampling_steps,
-                noise_strength=sigma,
-                x_start=noisy,
-                noise_conditioned=cfg.noise_conditioned,
+            out = sample_noise_stage(
+                model, noisy, sch, sigma, sampling_steps, x_in, cfg.noise_conditioned
             )
             start = from_model_range(noisy)
         elif noise_model is not None:
