@@ -1,7 +1,8 @@
 """Test harness for the notebooks (pytest root conftest).
 
 Notebooks live in ``notebooks/`` as jupytext percent ``.py`` files. Before collection this
-file converts each to a (git-ignored) ``.ipynb`` beside it, which nbval then executes
+file converts each to a (git-ignored) ``.ipynb`` beside it — the instructor version, with the
+worked solutions of ``notebooks/solutions/NN_name.py`` appended — which nbval then executes
 (``--nbval-lax``: a cell fails only by raising, so every claim is an ``assert``). It also
 
 * sets ``DRDD_EDU_SMOKE=1`` so notebooks run at their CI size (export ``DRDD_EDU_SMOKE=0``
@@ -38,9 +39,13 @@ def convert_notebooks() -> dict[str, float]:
     """Write ``notebooks/NN_name.ipynb`` for every percent source; return {ipynb name: budget_s}."""
     import jupytext
 
+    from drdd_edu.solutions import instructor_notebook
+
     budgets = {}
     for src in _sources():
-        nb = jupytext.read(src)
+        # the instructor version: the notebook, then the worked solutions of its ungraded
+        # exercises (notebooks/solutions/), so that CI executes every solution too
+        nb = instructor_notebook(jupytext.read(src), src)
         meta = nb.metadata.get("drdd_edu", {})
         budgets[src.with_suffix(".ipynb").name] = float(meta.get("budget_s", DEFAULT_BUDGET_S))
         nb.metadata["kernelspec"] = {

@@ -216,19 +216,25 @@ def build_all(
     select: Sequence[str] | None = None,
     notebook_dir: Path | str | None = None,
     formats: Sequence[str] = ("ipynb",),
+    instructor: bool = True,
 ) -> list[Path]:
-    """Write student versions of every notebook source that has graded cells.
+    """Write student versions of every notebook source that has graded cells, and (unless
+    ``instructor`` is False) the instructor version ``out_dir/instructor/NN_name.ipynb``: the
+    whole notebook with the graded solutions and hidden tests, followed by the worked solutions
+    of its ungraded exercises (:func:`drdd_edu.solutions.instructor_notebook`).
 
     Args:
         out_dir: the folder for ``NN_name.ipynb`` (and ``NN_name.py`` if ``"py"`` in formats);
             a student's returned file keeps that name, so :func:`grade` can find its source.
         select: notebook prefixes such as ``["01", "02"]``; all when None.
         notebook_dir: where the sources are (default: the repository's ``notebooks/``).
-        formats: any of ``"ipynb"``, ``"py"``.
+        formats: any of ``"ipynb"``, ``"py"`` (the student versions; instructor: ``.ipynb``).
+        instructor: also write the instructor versions.
     Returns:
         the paths written (empty if no selected notebook has graded cells).
     """
     from .course import notebook_sources
+    from .solutions import instructor_notebook
 
     unknown = set(formats) - {"ipynb", "py"}
     if unknown:
@@ -243,6 +249,10 @@ def build_all(
         for fmt in formats:
             target = out / f"{src.stem}.{fmt}"
             _write_notebook(student, target)
+            written.append(target)
+        if instructor:
+            target = out / "instructor" / f"{src.stem}.ipynb"
+            _write_notebook(instructor_notebook(nb, src), target)
             written.append(target)
     return written
 

@@ -174,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     asg = sub.add_parser("assignments", help="build student versions of the exercises; grade them")
     asg_sub = asg.add_subparsers(dest="action", required=True)
     build = asg_sub.add_parser(
-        "build", help="write student notebooks: solutions stubbed out, hidden tests removed"
+        "build",
+        help="write student notebooks (solutions stubbed out, hidden tests removed) and the "
+        "instructor versions with every exercise solved (OUT/instructor/)",
     )
     build.add_argument(
         "--out",

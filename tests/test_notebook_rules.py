@@ -4,6 +4,8 @@
   busy JupyterHub must reach the end of a notebook that works. Budgets are enforced by the test
   harness (``conftest.py``); a notebook calls :func:`drdd_edu.notebook.report_runtime`, which
   prints the time and warns when it is over budget.
+* A notebook is one sitting (issue 15, pacing): at most :data:`MAX_LINES` lines of percent
+  source, its graded exercises included (~700 lines of reading, plus some slack for them).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from drdd_edu.notebook import SlowNotebookWarning, report_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+MAX_LINES = 750
 CLOCKS = {"perf_counter", "time", "monotonic", "process_time", "perf_counter_ns", "time_ns"}
 
 
@@ -94,3 +97,9 @@ def test_report_runtime_prints_and_warns_only_over_budget(capsys):
         assert report_runtime(0.0, budget_s=60, now=1026.0) == pytest.approx(1026.0)
     with pytest.raises(ValueError, match="budget_s"):
         report_runtime(0.0, budget_s=0)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_one_sitting(path: Path):
+    n = len(path.read_text(encoding="utf-8").splitlines())
+    assert n <= MAX_LINES, f"{path.name} has {n} lines; split or trim it to <= {MAX_LINES}"
