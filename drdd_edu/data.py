@@ -533,6 +533,20 @@ class AllInOne5:
         pick = {k: self._u8(f"{split}_{k}")[idx] for k in ("clean", "degraded", "task")}
         return PairedPatches(pick["clean"], pick["degraded"], pick["task"], idx, hflip=hflip)
 
+    def unpaired_pool(self, pool: str = "target") -> Tensor:
+        """uint8 ``(N, 3, s, s)`` clean patches for an unpaired (clean-only) training stage.
+
+        ``"target"``: the unpaired target split. ``"all_clean"``: every clean patch that is not
+        in the test split — the target split followed by the clean halves of the whole paired
+        training split (their degraded halves are never used), the abundant unpaired data of
+        DRDD's premise (several times the target split; see :meth:`summary`).
+        """
+        if pool == "target":
+            return self._u8("target_clean")
+        if pool == "all_clean":
+            return torch.cat([self._u8("target_clean"), self._u8("train_clean")])
+        raise ValueError(f"unknown unpaired pool {pool!r}; choose 'target' or 'all_clean'")
+
     def target_dataset(self, hflip: bool = False) -> CleanPatches:
         """The unpaired clean target-domain patches as a dataset."""
         return CleanPatches(self._u8("target_clean"), hflip=hflip)

@@ -163,9 +163,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     ex = subparsers.add_parser(
         "experiment",
-        help="run a DRDD experiment (coupled, data-efficiency, noise-sweep, aosa, or all)",
+        help="run a DRDD experiment (coupled, data-efficiency, noise-sweep, matched-noise, aosa, or all)",
     )
-    ex.add_argument("name", help="coupled, data-efficiency, noise-sweep, aosa, or all")
+    ex.add_argument("name", help="coupled, data-efficiency, noise-sweep, matched-noise, aosa, or all")
     ex.add_argument(
         "--size", default=None, help="smoke (CI), cpu (laptop CPU) or full (GPU); default smoke"
     )

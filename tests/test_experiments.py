@@ -25,10 +25,12 @@ from drdd_edu.experiments import (
     stratified_test_indices,
 )
 from drdd_edu.experiments.aosa_exp import aosa_config, cached_selection
+from drdd_edu.experiments.context import DRDD_VARIANTS
 from drdd_edu.experiments.coupled import METHODS as COUPLED_METHODS
 from drdd_edu.experiments.coupled import REFERENCES
+from drdd_edu.experiments.noise_sweep import interior_optimum
 from drdd_edu.experiments.runs import noise_config, rddm_config, residual_config
-from drdd_edu.experiments.sizes import resolve_device_for
+from drdd_edu.experiments.sizes import efficiency_settings, resolve_device_for
 
 SMOKE = get_size("smoke")
 ALL_TASKS = (*TASKS, "average")
@@ -60,14 +62,17 @@ def expected_rows(name: str) -> int:
     s = SMOKE
     return {
         "coupled": (len(COUPLED_METHODS) + len(REFERENCES)) * len(ALL_TASKS),
-        "data-efficiency": len(COUPLED_METHODS) * len(s.fractions) * len(ALL_TASKS),
-        "noise-sweep": (len(s.sigmas_test) + len(s.sigmas_train)) * len(ALL_TASKS),
+        "data-efficiency": len(COUPLED_METHODS) * len(s.efficiency_fractions) * len(ALL_TASKS),
+        "noise-sweep": len(DRDD_VARIANTS)
+        * (len(s.sigmas_test) + len(s.sigmas_train) + len(s.sigmas_noisy_only))
+        * len(ALL_TASKS),
+        "matched-noise": len(COUPLED_METHODS) * len(s.matched_sigmas) * len(ALL_TASKS),
         "aosa": len(TASKS) + 1,
     }[name]
 
 
 def test_constants():
-    assert EXPERIMENTS == ("coupled", "data-efficiency", "noise-sweep", "aosa")
+    assert EXPERIMENTS == ("coupled", "data-efficiency", "noise-sweep", "matched-noise", "aosa")
     assert SIZES == ("smoke", "cpu", "gpu", "full")
     assert COUPLED_METHODS == ("rddm", "drdd", "drdd_cond", "drdd_exact")
     assert get_size("full").preset == "rddm" and get_size("full").image_size == 64
@@ -85,8 +90,19 @@ def test_constants():
         # every network config of every size is valid (the full size's too, without a GPU)
         for sigma in {1.0, *s.sigmas_train}:
             assert residual_config(s, sigma, 1.0, 0, "cuda").noise_strength == sigma
-        for fraction in s.fractions:
-            assert rddm_config(s, fraction, 0, "cuda").steps == s.rddm_steps
+        e = efficiency_settings(s)
+        for fraction in s.efficiency_fractions:
+            assert rddm_config(e, fraction, 0, "cuda").steps == 2 * s.efficiency_steps
+            assert rddm_config(e, fraction, 0, "cuda").name.endswith("_seed0_de")
+        pool = noise_config(e, 0, "cuda", pool="all_clean")
+        assert pool.unpaired_pool == "all_clean" and pool.rot90 and not pool.conditioned
+        assert pool.max_patches_per_image == s.efficiency_max_patches_per_image
+        for sigma in s.matched_sigmas:  # RDDM's start noise β̄_{T−1} = σ, DRDD's σ
+            matched = rddm_config(s, 1.0, 0, "cuda", sum_scale=sigma**2)
+            assert float(matched.make_schedule().betas_cumsum[-1]) == pytest.approx(sigma)
+        for sigma in s.sigmas_noisy_only:
+            blind = residual_config(s, sigma, 1.0, 0, "cuda", sees_input=False)
+            assert not blind.conditioned and "noisyonly" in blind.name
         for task in (*TASKS, "generation"):
             assert aosa_config(s, task, 0, "cuda").schedule == "ddim"
 
@@ -143,10 +159,39 @@ def test_row_contents(smoke):
             assert r["psnr"] == pytest.approx(sum(x["psnr"] for x in tasks) / len(TASKS))
             assert r["psnr_in"] == pytest.approx(sum(x["psnr_in"] for x in tasks) / len(TASKS))
     de = results["data-efficiency"].rows
-    assert sorted({r["fraction"] for r in de}) == [0.25, 0.5, 0.75, 1.0]
+    assert sorted({r["fraction"] for r in de}) == list(SMOKE.efficiency_fractions)
+    n_pairs = {r["fraction"]: r["n_pairs"] for r in de}
+    assert (
+        n_pairs[0.1] < n_pairs[1.0]
+        and results["data-efficiency"].meta["n_pairs"]["1"] == (n_pairs[1.0])
+    )
+    assert results["data-efficiency"].meta["unpaired_pool_size"] > n_pairs[1.0]
+    by_de = {(r["method"], r["fraction"], r["task"]): r for r in de}
+    for (method, _fraction, task), r in by_de.items():  # drops from each method's own 100 %
+        full = by_de[(method, 1.0, task)]
+        assert r["ssim_drop"] == pytest.approx(r["ssim"] - full["ssim"], abs=1e-12)
+        assert r["psnr_drop"] == pytest.approx(r["psnr"] - full["psnr"], abs=1e-12)
     sweep = results["noise-sweep"].rows
-    assert sorted({r["sigma"] for r in sweep if r["sweep"] == "test"}) == list(SMOKE.sigmas_test)
-    assert sorted({r["sigma"] for r in sweep if r["sweep"] == "train"}) == list(SMOKE.sigmas_train)
+    for name, sigmas in (
+        ("test", SMOKE.sigmas_test),
+        ("train", SMOKE.sigmas_train),
+        ("noisy_only", SMOKE.sigmas_noisy_only),
+    ):
+        for variant in DRDD_VARIANTS:
+            got = sorted(
+                {r["sigma"] for r in sweep if r["sweep"] == name and r["method"] == variant}
+            )
+            assert got == list(sigmas), (name, variant)
+    best, inside = interior_optimum(sweep, "train", "drdd_exact")
+    avg = {
+        r["sigma"]: r["psnr"]
+        for r in sweep
+        if r["sweep"] == "train" and r["method"] == "drdd_exact" and r["task"] == "average"
+    }
+    assert avg[best] == max(avg.values())
+    assert inside == (min(avg) < best < max(avg))
+    matched = {(r["sigma"], r["method"], r["task"]): r for r in results["matched-noise"].rows}
+    assert {k[0] for k in matched} == set(SMOKE.matched_sigmas)
     aosa = results["aosa"]
     assert [r["task"] for r in aosa.rows] == [*TASKS, "generation"]
     for r in aosa.rows:
@@ -169,20 +214,23 @@ def test_row_contents(smoke):
 
 
 def test_shared_networks_give_identical_scores(smoke):
-    """coupled's nets = data-efficiency's fraction 1.0 = the noise sweep's σ = 1.0 (reused, and
+    """coupled's nets = the matched-noise study's σ = 1.0 = the noise sweep's σ = 1.0 (reused, and
     the evaluation is deterministic, so the numbers agree exactly)."""
     results, _ = smoke
     coupled = {(r["method"], r["task"]): r for r in results["coupled"].rows}
-    for r in results["data-efficiency"].rows:
-        if r["fraction"] == 1.0:  # float-exact: literal
+    for r in results["matched-noise"].rows:
+        if r["sigma"] == 1.0:  # float-exact: literal
             assert r["psnr"] == coupled[(r["method"], r["task"])]["psnr"]
             assert r["ssim"] == coupled[(r["method"], r["task"])]["ssim"]
     for r in results["noise-sweep"].rows:
-        if r["sigma"] == 1.0:  # float-exact: literal
-            assert r["psnr"] == coupled[("drdd", r["task"])]["psnr"]
-    reused = {r["name"]: r["reused"] for r in results["data-efficiency"].meta["runs"]}
+        if r["sigma"] == 1.0 and r["sweep"] in ("test", "train"):  # float-exact: literal
+            assert r["psnr"] == coupled[(r["method"], r["task"])]["psnr"]
+    reused = {r["name"]: r["reused"] for r in results["matched-noise"].meta["runs"]}
     assert reused["drdd-noise_seed0"] and reused["rddm_frac1.00_seed0"]
-    assert not reused["rddm_frac0.25_seed0"]
+    assert not reused["rddm-ss0.0400_frac1.00_seed0"]
+    # the data-efficiency study trains its own networks (another build, the unpaired pool)
+    de_runs = {r["name"] for r in results["data-efficiency"].meta["runs"]}
+    assert "drdd-noise-all_clean_seed0_de" in de_runs and "rddm_frac1.00_seed0" not in de_runs
 
 
 def test_finished_runs_are_reused(smoke, tmp_path):

@@ -9,11 +9,13 @@ import pytest
 from drdd_edu.experiments.io import ExperimentResult, write_results
 from drdd_edu.experiments.seeds import (
     INPUT,
+    interior_verdict,
     load_seeds,
     main,
     markdown_table,
     paired_verdict,
     seed_summary,
+    sweep_table,
 )
 
 
@@ -74,3 +76,48 @@ def test_markdown_table_and_cli(three_seeds, capsys):
     assert main(["coupled", "full", "--results-dir", str(three_seeds)]) == 2
     one = seed_summary(results[:1], "drdd")
     assert one[2] == 1 and math.isnan(one[1])
+
+
+def _sweep(seed: int, curve: dict[float, float]) -> ExperimentResult:
+    rows = [
+        {
+            "sweep": "train",
+            "method": "drdd_exact",
+            "sigma": sig,
+            "task": "average",
+            "psnr": v + 0.01 * seed,
+            "ssim": 0.5,
+            "psnr_in": 19.0,
+            "ssim_in": 0.5,
+            "n": 10,
+        }
+        for sig, v in curve.items()
+    ]
+    return ExperimentResult("noise-sweep", "cpu", rows, seed=seed)
+
+
+@pytest.mark.parametrize(
+    ("curve", "best", "expected"),
+    [
+        ({0.4: 20.0, 1.0: 21.0, 1.6: 20.5}, 1.0, "agrees"),  # a peak inside the range
+        ({0.4: 22.0, 0.7: 21.5, 1.0: 21.0, 1.6: 20.0}, 0.7, "does not"),  # monotone: best at an end
+    ],
+)
+def test_interior_verdict(curve, best, expected, tmp_path, capsys):
+    import random
+
+    rng = random.Random(0)
+    results = [
+        _sweep(s, {k: v + rng.uniform(-0.02, 0.02) for k, v in curve.items()}) for s in range(3)
+    ]
+    sigma, v = interior_verdict(results, "train", "drdd_exact")
+    assert sigma == pytest.approx(best) and v.verdict == expected and v.n == 3
+    assert interior_verdict(results[:2], "train", "drdd_exact")[1].verdict == "cannot tell"
+    table = sweep_table(results, "train", ["drdd_exact"])
+    assert f"interior optimum? **{expected}**" in table and "| 19.00 ± 0.00 |" in table
+    with pytest.raises(ValueError, match="≥ 3 σ values"):
+        interior_verdict([_sweep(0, {0.4: 1.0, 1.0: 2.0})], "train", "drdd_exact")
+    for res in results:
+        write_results(res, tmp_path)
+    assert main(["noise-sweep", "cpu", "--results-dir", str(tmp_path)]) == 0
+    assert f"**{expected}**" in capsys.readouterr().out

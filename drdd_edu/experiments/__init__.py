@@ -1,4 +1,5 @@
-"""The DRDD experiments: coupled vs decoupled, data efficiency, the noise-strength sweep and AOSA.
+"""The DRDD experiments: coupled vs decoupled, data efficiency, the noise-strength sweep, coupled vs
+decoupled at matched noise, and AOSA.
 
 ```python
 from drdd_edu.experiments import run_experiment, load_results
@@ -12,7 +13,8 @@ batch 64, bf16, CUDA only). Networks are shared between the experiments of a siz
 
 Modules: ``sizes`` (settings), ``runs`` (training configs, train-or-reuse), ``evaluation``
 (stratified per-task PSNR/SSIM), ``context`` (shared state and progress), ``io`` (CSV/JSON),
-``coupled``, ``data_efficiency``, ``noise_sweep``, ``aosa_exp`` (one per experiment),
+``coupled``, ``data_efficiency``, ``noise_sweep``, ``matched_noise``, ``aosa_exp`` (one per
+experiment), ``seeds`` (mean ± std over seeds and verdicts from the spread),
 ``runner`` (:func:`run_experiment`).
 """
 

@@ -117,20 +117,32 @@ class Context:
         return self._models[record.checkpoint]
 
     def noise_net(
-        self, conditioned: bool = False, fraction: float = 1.0
+        self,
+        conditioned: bool = False,
+        fraction: float = 1.0,
+        settings: SizeSettings | None = None,
+        pool: str = "target",
     ) -> tuple[ResidualDenoiser, Schedule]:
         """A DRDD noise net (trained or reused) and its schedule: the size's shared unconditional
-        one, or the I_in-conditioned one trained on ``fraction`` of the pairs."""
-        cfg = noise_config(self.settings, self.seed, self.device, conditioned, fraction)
+        one (on the unpaired ``pool``), or the I_in-conditioned one trained on ``fraction`` of
+        the pairs; ``settings`` (default: the context's) are those of the networks' study."""
+        s = settings or self.settings
+        cfg = noise_config(s, self.seed, self.device, conditioned, fraction, pool)
         return self.model(self.ensure(cfg)), cfg.make_schedule()
 
     def drdd(
-        self, residual_cfg: TrainConfig, noise_strength: float, variant: str = "drdd"
+        self,
+        residual_cfg: TrainConfig,
+        noise_strength: float,
+        variant: str = "drdd",
+        settings: SizeSettings | None = None,
+        pool: str = "target",
     ) -> Restorer:
         """DRDD's decoupled sampler at this size's step counts with ``residual_cfg``'s residual
         net, starting at noise strength σ, in one of :data:`DRDD_VARIANTS`: the shared
-        unconditional noise net (``drdd``), a conditioned one trained on the residual net's
-        fraction of the pairs (``drdd_cond``), or no noise net (``drdd_exact``)."""
+        unconditional noise net (``drdd``, on the unpaired ``pool``), a conditioned one trained
+        on the residual net's fraction of the pairs (``drdd_cond``), or no noise net
+        (``drdd_exact``); ``settings`` as in :meth:`noise_net`."""
         if variant not in DRDD_VARIANTS:
             raise ValueError(f"unknown DRDD variant {variant!r}; choose one of {DRDD_VARIANTS}")
         s = self.settings
@@ -142,7 +154,7 @@ class Context:
                 noise_strength,
             )
         cond = variant == "drdd_cond"
-        noise_model, noise_sch = self.noise_net(cond, residual_cfg.data_fraction)
+        noise_model, noise_sch = self.noise_net(cond, residual_cfg.data_fraction, settings, pool)
         return drdd_restorer(
             self.model(self.ensure(residual_cfg)),
             noise_model,

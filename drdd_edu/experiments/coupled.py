@@ -45,18 +45,28 @@ def n_jobs(settings: SizeSettings) -> int:
     return 4 + len(METHODS) + len(REFERENCES)
 
 
-def method_scores(ctx: Context, fraction: float = 1.0) -> dict[str, dict[str, dict[str, float]]]:
-    """Per-task scores of RDDM and every DRDD variant (σ = 1) trained on ``fraction`` of the
-    paired data."""
-    s = ctx.settings
-    res_cfg = residual_config(s, SIGMA, fraction, ctx.seed, ctx.device)
-    rddm_cfg = rddm_config(s, fraction, ctx.seed, ctx.device)
+def method_scores(
+    ctx: Context,
+    fraction: float = 1.0,
+    settings: SizeSettings | None = None,
+    pool: str = "target",
+    sigma: float = SIGMA,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-task scores of RDDM and every DRDD variant trained on ``fraction`` of the paired
+    data, DRDD at noise strength ``sigma`` and RDDM with the matching sum_scale = σ²;
+    ``settings`` (default: the context's) and ``pool`` choose the networks' study (the
+    data-efficiency study trains its own on another build, see
+    :func:`~drdd_edu.experiments.sizes.efficiency_settings`)."""
+    s = settings or ctx.settings
+    res_cfg = residual_config(s, sigma, fraction, ctx.seed, ctx.device)
+    rddm_cfg = rddm_config(s, fraction, ctx.seed, ctx.device, sum_scale=sigma**2)
     rddm_model = ctx.model(ctx.ensure(rddm_cfg))
-    rddm = rddm_restorer(rddm_model, rddm_cfg.make_schedule(), s.rddm_sampling_steps)
-    scores = {"rddm": ctx.evaluate(rddm, f"rddm f={fraction:g}")}
+    rddm = rddm_restorer(rddm_model, rddm_cfg.make_schedule(), ctx.settings.rddm_sampling_steps)
+    what = f"f={fraction:g} σ={sigma:g}"
+    scores = {"rddm": ctx.evaluate(rddm, f"rddm {what}")}
     for variant in DRDD_VARIANTS:
-        restorer = ctx.drdd(res_cfg, SIGMA, variant)
-        scores[variant] = ctx.evaluate(restorer, f"{variant} f={fraction:g}")
+        restorer = ctx.drdd(res_cfg, sigma, variant, s, pool)
+        scores[variant] = ctx.evaluate(restorer, f"{variant} {what}")
     return scores
 
 

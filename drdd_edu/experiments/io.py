@@ -27,8 +27,21 @@ __all__ = [
 #: the row schema of each experiment (column order of the CSV)
 ROW_KEYS: dict[str, tuple[str, ...]] = {
     "coupled": ("method", "task", "psnr", "ssim", "psnr_in", "ssim_in", "n"),
-    "data-efficiency": ("method", "fraction", "task", "psnr", "ssim", "psnr_in", "ssim_in", "n"),
-    "noise-sweep": ("sweep", "sigma", "task", "psnr", "ssim", "n"),
+    "data-efficiency": (
+        "method",
+        "fraction",
+        "n_pairs",
+        "task",
+        "psnr",
+        "ssim",
+        "psnr_in",
+        "ssim_in",
+        "psnr_drop",
+        "ssim_drop",
+        "n",
+    ),
+    "noise-sweep": ("sweep", "method", "sigma", "task", "psnr", "ssim", "psnr_in", "ssim_in", "n"),
+    "matched-noise": ("sigma", "method", "task", "psnr", "ssim", "psnr_in", "ssim_in", "n"),
     "aosa": (
         "task",
         "choice",

@@ -13,19 +13,26 @@ from typing import Any
 import torch
 
 from ..notebook import check_figure
-from . import aosa_exp, coupled, data_efficiency, noise_sweep
+from . import aosa_exp, coupled, data_efficiency, matched_noise, noise_sweep
 from .context import Context
 from .io import ExperimentResult, check_seed, figure_path, read_results, write_results
 from .sizes import SIZES, get_size, resolve_device_for
 
 __all__ = ["EXPERIMENTS", "run_experiment", "load_results", "check_name"]
 
-EXPERIMENTS: tuple[str, ...] = ("coupled", "data-efficiency", "noise-sweep", "aosa")
+EXPERIMENTS: tuple[str, ...] = (
+    "coupled",
+    "data-efficiency",
+    "noise-sweep",
+    "matched-noise",
+    "aosa",
+)
 
 _MODULES: dict[str, ModuleType] = {
     "coupled": coupled,
     "data-efficiency": data_efficiency,
     "noise-sweep": noise_sweep,
+    "matched-noise": matched_noise,
     "aosa": aosa_exp,
 }
 
@@ -114,8 +121,9 @@ def load_results(
 
 _TITLES = {
     "coupled": "Coupled RDDM vs decoupled DRDD (same steps, same paired data)",
-    "data-efficiency": "Data efficiency: average score vs paired-data fraction",
-    "noise-sweep": "DRDD noise strength σ: PSNR at test time and at training time",
+    "data-efficiency": "Data efficiency: scarce pairs, abundant unpaired clean images",
+    "noise-sweep": "DRDD noise strength σ: at test time, at training time, residual net on I_t only",
+    "matched-noise": "Coupled vs decoupled at matched noise (RDDM sum_scale = σ²)",
     "aosa": "AOSA: λ trajectories and the chosen objective",
 }
 

@@ -85,9 +85,10 @@ class RunRecord:
 
 def base_config(settings: SizeSettings, name: str, seed: int, device: str) -> TrainConfig:
     """Settings every experiment network shares at ``settings``' size (no checkpoints between
-    the final one and the start are needed: ``ckpt_every`` is a tenth of the run)."""
+    the final one and the start are needed: ``ckpt_every`` is a tenth of the run). A settings'
+    ``run_tag`` is appended to ``name`` (``name_tag``)."""
     return TrainConfig(
-        name=name,
+        name=f"{name}_{settings.run_tag}" if settings.run_tag else name,
         preset=settings.preset,
         image_size=settings.image_size,
         max_patches_per_image=settings.max_patches_per_image,
@@ -115,15 +116,19 @@ def noise_config(
     device: str,
     conditioned: bool = False,
     fraction: float = 1.0,
+    pool: str = "target",
 ) -> TrainConfig:
     """DRDD's noise net (D1), β̄_{T−1} = sqrt(sum_scale) = 1.6: unpaired clean images
-    (``conditioned=False``, the paper's text), or conditioned on I_in and trained on
-    ``fraction`` of the paired data (``conditioned=True``, the released code: ``drdd_cond``)."""
-    name = (
-        f"drdd-noise-cond_frac{fraction:.2f}_seed{seed}"
-        if conditioned
-        else f"drdd-noise_seed{seed}"
-    )
+    (``conditioned=False``, the paper's text) from ``pool`` (``"target"``, or ``"all_clean"``
+    with the 8 square symmetries: the abundant pool of the data-efficiency study), or
+    conditioned on I_in and trained on ``fraction`` of the paired data (``conditioned=True``,
+    the released code: ``drdd_cond``)."""
+    if conditioned:
+        name = f"drdd-noise-cond_frac{fraction:.2f}_seed{seed}"
+    elif pool == "target":
+        name = f"drdd-noise_seed{seed}"
+    else:
+        name = f"drdd-noise-{pool}_seed{seed}"
     cfg = base_config(settings, name, seed, device).replace(
         stage="drdd_noise",
         objective="pred_noise",
@@ -134,15 +139,25 @@ def noise_config(
     )
     if conditioned:
         cfg = cfg.replace(noise_conditioned=True, data_fraction=float(fraction))
+    elif pool != "target":
+        cfg = cfg.replace(unpaired_pool=pool, rot90=True)
     return _with_steps(cfg, settings.noise_steps)
 
 
 def residual_config(
-    settings: SizeSettings, sigma: float, fraction: float, seed: int, device: str
+    settings: SizeSettings,
+    sigma: float,
+    fraction: float,
+    seed: int,
+    device: str,
+    sees_input: bool = True,
 ) -> TrainConfig:
-    """DRDD's residual net (D2) at noise strength ``sigma`` on ``fraction`` of the paired data."""
-    name = f"drdd-residual_sigma{sigma:.2f}_frac{fraction:.2f}_seed{seed}"
+    """DRDD's residual net (D2) at noise strength ``sigma`` on ``fraction`` of the paired data;
+    ``sees_input=False``: the network sees only the noisy state I_t, not I_in (issue 14 D)."""
+    kind = "drdd-residual" if sees_input else "drdd-residual-noisyonly"
+    name = f"{kind}_sigma{sigma:.2f}_frac{fraction:.2f}_seed{seed}"
     cfg = base_config(settings, name, seed, device).replace(
+        residual_sees_input=sees_input,
         stage="drdd_residual",
         objective="pred_res",
         sum_scale=1.0,
@@ -154,12 +169,18 @@ def residual_config(
     return _with_steps(cfg, settings.residual_steps)
 
 
-def rddm_config(settings: SizeSettings, fraction: float, seed: int, device: str) -> TrainConfig:
-    """The coupled RDDM baseline (R2): one net, ``pred_res_noise``, DRDD's two budgets."""
-    cfg = base_config(settings, f"rddm_frac{fraction:.2f}_seed{seed}", seed, device).replace(
+def rddm_config(
+    settings: SizeSettings, fraction: float, seed: int, device: str, sum_scale: float = 1.0
+) -> TrainConfig:
+    """The coupled RDDM baseline (R2): one net, ``pred_res_noise``, DRDD's two budgets;
+    ``sum_scale`` = β̄²_{T−1} (σ² to match DRDD's noise strength σ; 1 is RDDM's default)."""
+    name = f"rddm_frac{fraction:.2f}_seed{seed}"
+    if abs(sum_scale - 1.0) > 1e-12:
+        name = f"rddm-ss{sum_scale:.4f}_frac{fraction:.2f}_seed{seed}"
+    cfg = base_config(settings, name, seed, device).replace(
         stage="rddm",
         objective="pred_res_noise",
-        sum_scale=1.0,
+        sum_scale=float(sum_scale),
         data_fraction=float(fraction),
         loss="l1",
         sampling_steps=settings.rddm_sampling_steps,

@@ -7,7 +7,9 @@ compares two methods (or a method and the degraded input, the do-nothing baselin
 with :func:`drdd_edu.verdicts.seed_verdict`: differences are paired per seed because every method
 of a seed is scored on the same test patches with the same sampling noise.
 
-``python -m drdd_edu.experiments.seeds coupled cpu`` prints the markdown table the README uses.
+``python -m drdd_edu.experiments.seeds coupled cpu`` prints the markdown table the README uses
+(``--fraction F`` for data-efficiency, ``--sigma S`` for matched-noise); for ``noise-sweep`` it
+prints one table per sweep with :func:`interior_verdict` (is the best σ inside the range?).
 """
 
 from __future__ import annotations
@@ -25,7 +27,16 @@ import numpy as np
 from ..verdicts import SeedVerdict, seed_verdict
 from .io import ExperimentResult, read_results
 
-__all__ = ["INPUT", "load_seeds", "seed_summary", "paired_verdict", "markdown_table", "main"]
+__all__ = [
+    "INPUT",
+    "load_seeds",
+    "seed_summary",
+    "paired_verdict",
+    "markdown_table",
+    "interior_verdict",
+    "sweep_table",
+    "main",
+]
 
 #: the pseudo-method naming the degraded input (its scores are every row's ``*_in``)
 INPUT = "input"
@@ -142,6 +153,87 @@ def markdown_table(
     return "\n".join(lines)
 
 
+def _sweep_values(
+    result: ExperimentResult, sweep: str, method: str, metric: str, task: str
+) -> dict[float, float]:
+    """{σ: metric} of one seed's sweep (old rows without ``method`` count as ``drdd``)."""
+    return {
+        float(r["sigma"]): float(r[metric])
+        for r in result.rows
+        if r["sweep"] == sweep and r.get("method", "drdd") == method and r["task"] == task
+    }
+
+
+def interior_verdict(
+    results: Sequence[ExperimentResult],
+    sweep: str,
+    method: str,
+    metric: str = "psnr",
+    task: str = "average",
+) -> tuple[float, SeedVerdict]:
+    """Is there an interior optimum of σ? (σ*, verdict): σ* is the interior σ (neither end of the
+    swept range) with the best mean over seeds, and the verdict is
+    :func:`~drdd_edu.verdicts.seed_verdict` of the per-seed differences
+    ``metric(σ*) − max(metric(σ_min), metric(σ_max))``: ``"agrees"`` when σ* beats both ends
+    (an interior optimum), ``"does not"`` when an end beats it (the best σ is at the edge of the
+    range), ``"cannot tell"`` otherwise or with fewer than 3 seeds. Needs ≥ 3 σ values."""
+    per_seed = [_sweep_values(r, sweep, method, metric, task) for r in results]
+    per_seed = [v for v in per_seed if v]
+    if not per_seed:
+        raise KeyError(f"no seed has sweep {sweep!r} for {method!r}")
+    sigmas = sorted(set.intersection(*(set(v) for v in per_seed)))
+    if len(sigmas) < 3:
+        raise ValueError(f"an interior optimum needs ≥ 3 σ values, got {sigmas}")
+    inner = sigmas[1:-1]
+    best = max(inner, key=lambda sig: float(np.mean([v[sig] for v in per_seed])))
+    diffs = [v[best] - max(v[sigmas[0]], v[sigmas[-1]]) for v in per_seed]
+    return best, seed_verdict(diffs)
+
+
+def sweep_table(
+    results: Sequence[ExperimentResult],
+    sweep: str,
+    methods: Sequence[str],
+    metric: str = "psnr",
+) -> str:
+    """Markdown: one row per σ of ``sweep``, the average ``metric`` (mean ± std over seeds) per
+    method and of the input; then one line per method with its interior-optimum verdict."""
+    sigmas = sorted({float(r["sigma"]) for res in results for r in res.rows if r["sweep"] == sweep})
+    head = ["σ", *methods, "input"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    digits = 2 if metric == "psnr" else 3
+    for sig in sigmas:
+        cells = [f"{sig:g}"]
+        for method in (*methods, INPUT):
+            vals = []
+            for res in results:
+                for r in res.rows:
+                    ok = r["sweep"] == sweep and r["task"] == "average"
+                    if ok and abs(float(r["sigma"]) - sig) < 1e-9:
+                        if method == INPUT and f"{metric}_in" in r:
+                            vals.append(float(r[f"{metric}_in"]))
+                            break
+                        if r.get("method", "drdd") == method:
+                            vals.append(float(r[metric]))
+                            break
+            v = np.asarray(vals)
+            spread = f" ± {v.std(ddof=1):.{digits}f}" if v.size > 1 else ""
+            cells.append(f"{v.mean():.{digits}f}{spread}" if v.size else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for method in methods:
+        try:
+            best, v = interior_verdict(results, sweep, method, metric)
+        except (KeyError, ValueError) as err:
+            lines.append(f"* {method}: {err}")
+            continue
+        lines.append(
+            f"* {method}: best interior σ = {best:g}; interior optimum? **{v.verdict}** "
+            f"({metric}(σ*) − best end = {v.mean:+.{digits}f} ± {v.se:.{digits}f} SE, {v.n} seeds)"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m drdd_edu.experiments.seeds NAME SIZE [--results-dir D] [--methods …]``."""
     parser = argparse.ArgumentParser(prog="python -m drdd_edu.experiments.seeds")
@@ -153,11 +245,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--fraction", type=float, default=None, help="data-efficiency: this fraction"
     )
+    parser.add_argument("--sigma", type=float, default=None, help="matched-noise: this σ")
     args = parser.parse_args(argv)
     results = load_seeds(args.name, args.size, args.results_dir)
     if not results:
         print(f"no results for {args.name}-{args.size} in {args.results_dir}", file=sys.stderr)
         return 2
+    if args.name == "noise-sweep":
+        print(f"{args.name}-{args.size}: seeds {[r.seed for r in results]}")
+        methods = args.methods or ["drdd", "drdd_cond", "drdd_exact"]
+        for sweep in ("test", "train", "noisy_only"):
+            if any(r["sweep"] == sweep for res in results for r in res.rows):
+                print(f"\n### sweep {sweep!r} (average PSNR, dB)\n")
+                print(sweep_table(results, sweep, methods))
+        return 0
     if any("method" not in row or "ssim_in" not in row for row in results[-1].rows):
         print(
             f"{args.name}-{args.size}: rows have no method/ssim_in columns; this table is for "
@@ -168,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     methods = args.methods or list(dict.fromkeys(r["method"] for r in results[-1].rows))
     print(f"{args.name}-{args.size}: seeds {[r.seed for r in results]}")
     fixed = {} if args.fraction is None else {"fraction": args.fraction}
+    if args.sigma is not None:
+        fixed["sigma"] = args.sigma
     print(markdown_table(results, methods, args.against, **fixed))
     return 0
 

@@ -9,7 +9,7 @@ noise sweep's σ = 1.0). Budget rule (SPEC, "The experiments API"): DRDD = a noi
 
 ``full`` is the documented GPU configuration (the reference ``rddm`` preset at 64², global
 batch 64, bf16 autocast, ``device = cuda``); it refuses to start without CUDA. ``gpu`` is sized
-to fit about 7 minutes of one H200 for all four experiments together (see :data:`GPU_SIZING`),
+to fit about 7 minutes of one H200 for all five experiments together (see :data:`GPU_SIZING`),
 so that one short lease of a GPU turns into results; it also refuses to start without CUDA.
 """
 
@@ -25,6 +25,7 @@ __all__ = [
     "SIZES",
     "GPU_SIZING",
     "SizeSettings",
+    "efficiency_settings",
     "get_size",
     "optimiser_steps",
     "resolve_device_for",
@@ -45,13 +46,21 @@ class SizeSettings:
     Sampling: ``drdd_residual_sampling_steps`` + ``drdd_noise_sampling_steps`` (2 + 2),
     ``rddm_sampling_steps`` (5), η = 0 throughout.
     Evaluation: ``n_per_task`` test patches per task (stratified).
-    Studies: ``fractions`` (data efficiency), ``sigmas_test`` (test-time noise strengths for the
+    Studies: ``sigmas_test`` (test-time noise strengths for the
     σ = 1 residual net), ``sigmas_train`` (residual nets trained and sampled at σ), AOSA's
     ``aosa_select_steps`` (cap of the selection phase), ``aosa_threshold`` (|λ − ½| that
     decides) and ``aosa_steps`` (training with the chosen objective); AOSA's second, "slow λ"
     selection learns λ at lr × ``aosa_slow_lambda_scale`` for at most
     ``aosa_slow_select_steps`` steps (enough for ≈ threshold / (lr × scale) steps).
     ``compile``: wrap the training networks in ``torch.compile`` (default mode).
+    Data efficiency (issue 14 C): ``efficiency_fractions`` of the pairs of the build with
+    ``efficiency_max_patches_per_image`` patches per source (0: uncapped — 2 559 pairs at 32²),
+    each network ``efficiency_steps`` steps (RDDM twice that); DRDD's unconditional noise net
+    trains on the ``all_clean`` unpaired pool with the 8 square symmetries. Matched noise and
+    the noisy-only residual net (issue 14 D): ``matched_sigmas`` (RDDM with sum_scale = σ²
+    against DRDD at σ), ``sigmas_noisy_only`` (residual nets that see only I_t).
+    ``run_tag``: appended to run names (``_{tag}``) of settings derived for one study
+    (:func:`efficiency_settings`), so their networks get their own run folders.
     """
 
     name: str
@@ -64,7 +73,6 @@ class SizeSettings:
     noise_steps: int
     residual_steps: int
     n_per_task: int
-    fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     sigmas_test: tuple[float, ...] = (0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6)
     sigmas_train: tuple[float, ...] = (0.4, 0.7, 1.0, 1.3, 1.6)
     drdd_residual_sampling_steps: int = 2
@@ -75,6 +83,12 @@ class SizeSettings:
     aosa_steps: int = 1200
     aosa_slow_lambda_scale: float = 0.01
     aosa_slow_select_steps: int = 3000
+    efficiency_fractions: tuple[float, ...] = (0.02, 0.05, 0.1, 0.25, 1.0)
+    efficiency_max_patches_per_image: int = 0
+    efficiency_steps: int = 500
+    sigmas_noisy_only: tuple[float, ...] = (0.4, 1.0, 1.6)
+    matched_sigmas: tuple[float, ...] = (0.2, 1.0)
+    run_tag: str = ""
     amp: str = "off"
     compile: bool = False
     requires_cuda: bool = False
@@ -88,7 +102,8 @@ class SizeSettings:
     @property
     def noise_sum_scale(self) -> float:
         """β̄²_{T−1} of the shared noise net: (max σ studied)², so one net serves every σ."""
-        return max(1.6, *self.sigmas_test, *self.sigmas_train) ** 2
+        sigmas = (*self.sigmas_test, *self.sigmas_train, *self.sigmas_noisy_only)
+        return max(1.6, *sigmas, *self.matched_sigmas) ** 2
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -116,6 +131,10 @@ _SIZES: dict[str, SizeSettings] = {
         aosa_threshold=0.01,
         aosa_steps=20,
         aosa_slow_select_steps=30,
+        efficiency_fractions=(0.1, 1.0),
+        efficiency_max_patches_per_image=20,
+        efficiency_steps=10,
+        sigmas_noisy_only=(0.6, 1.4),
     ),
     # a laptop CPU: tiny preset at 32², 1200 steps per DRDD network (~0.1–0.2 s per step)
     "cpu": SizeSettings(
@@ -133,7 +152,7 @@ _SIZES: dict[str, SizeSettings] = {
         aosa_steps=1200,
     ),
     # minutes of one GPU: the small preset (3.27 M per UNet) at 64², batch 64, bf16, compiled;
-    # fewer study points than cpu/full (2 fractions, 3 training σ) so that all four experiments
+    # fewer study points than cpu/full (2 fractions, 3 training σ, 1 noisy-only σ) so that all five
     # fit one device lease — the arithmetic is GPU_SIZING below
     "gpu": SizeSettings(
         name="gpu",
@@ -146,11 +165,13 @@ _SIZES: dict[str, SizeSettings] = {
         noise_steps=2000,
         residual_steps=2000,
         n_per_task=48,
-        fractions=(0.25, 1.0),
+        efficiency_fractions=(0.05, 1.0),
+        efficiency_steps=600,
+        sigmas_noisy_only=(1.0,),
         sigmas_train=(0.6, 1.0, 1.4),
         aosa_select_steps=200,
-        aosa_steps=1000,
-        aosa_slow_select_steps=1500,
+        aosa_steps=800,
+        aosa_slow_select_steps=800,
         amp="bf16",
         compile=True,
         requires_cuda=True,
@@ -177,18 +198,24 @@ _SIZES: dict[str, SizeSettings] = {
 
 
 def optimiser_steps(settings: SizeSettings) -> int:
-    """An upper bound on the optimiser steps all four experiments of a size take together.
+    """An upper bound on the optimiser steps all five experiments of a size take together.
 
-    Networks: the noise net; the residual and RDDM nets for every fraction (σ = 1); the residual
-    nets for the other training σ; AOSA's two selections (capped) and its training run for each of
-    the five tasks and generation. Shared networks are counted once.
+    Networks: the noise nets (unconditional, conditioned at σ = 1); the residual and RDDM nets
+    at σ = 1; the residual nets for the other training σ, the noisy-only ones and the matched-noise
+    σ with their RDDM nets; the data-efficiency study's nets (pool noise net, and per fraction a
+    residual, a conditioned noise and an RDDM net); AOSA's two selections (capped) and its
+    training run for each of the five tasks and generation. Shared networks are counted once.
     """
-    n_fractions = len(set(settings.fractions) | {1.0})
-    n_sigmas = len(set(settings.sigmas_train) - {1.0})
-    residual = settings.residual_steps * (n_fractions + n_sigmas)
-    rddm = settings.rddm_steps * n_fractions
+    r, n = settings.residual_steps, settings.noise_steps
+    sigmas = set(settings.sigmas_train) | set(settings.matched_sigmas) | {1.0}
+    matched = set(settings.matched_sigmas) - {1.0}
+    coupled = 2 * n + r + settings.rddm_steps
+    sweeps = r * (len(sigmas) - 1 + len(settings.sigmas_noisy_only))
+    sweeps += settings.rddm_steps * len(matched)
+    e = settings.efficiency_steps
+    efficiency = e + 4 * e * len(settings.efficiency_fractions)
     aosa = 6 * (settings.aosa_select_steps + settings.aosa_slow_select_steps + settings.aosa_steps)
-    return settings.noise_steps + residual + rddm + aosa
+    return coupled + sweeps + efficiency + aosa
 
 
 #: How the ``gpu`` size was sized (no GPU was available to measure it; these are estimates to be
@@ -197,7 +224,7 @@ def optimiser_steps(settings: SizeSettings) -> int:
 #: 575 GFLOP — 2.3 ms at 25 % of an H200's dense bf16 peak (≈ 989 TFLOP/s). A network this small
 #: is not compute-bound but launch-bound: the reference code's eager step is host-bound at 186 ms
 #: for two larger UNets. With ``torch.compile`` (fused kernels) we budget 10 ms per step, 4× the
-#: FLOP time, so :func:`optimiser_steps` ≈ 34 k steps ≈ 5.7 min, plus compilation (three distinct
+#: FLOP time, so :func:`optimiser_steps` ≈ 38 k steps ≈ 6.4 min, plus compilation (three distinct
 #: graphs, cached by inductor after the first) and evaluation (sampling only) — about 7 minutes.
 GPU_SIZING: dict[str, float] = {
     "fwd_gflop_per_image": 2.99,
@@ -205,6 +232,19 @@ GPU_SIZING: dict[str, float] = {
     "assumed_peak_fraction": 0.25,
     "budgeted_ms_per_step": 10.0,
 }
+
+
+def efficiency_settings(settings: SizeSettings) -> SizeSettings:
+    """The settings the data-efficiency study trains with: ``settings`` on the build with
+    ``efficiency_max_patches_per_image`` patches per source, ``efficiency_steps`` per DRDD
+    network (RDDM: their sum), run names tagged ``_de``."""
+    return dataclasses.replace(
+        settings,
+        max_patches_per_image=settings.efficiency_max_patches_per_image,
+        noise_steps=settings.efficiency_steps,
+        residual_steps=settings.efficiency_steps,
+        run_tag="de",
+    )
 
 
 def get_size(size: str) -> SizeSettings:

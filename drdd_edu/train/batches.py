@@ -89,7 +89,7 @@ def _load_sources(cfg: TrainConfig, device: torch.device, verbose: bool) -> tupl
     test = _only_tasks(data.paired_subset("test"), data.tasks, cfg.tasks)
     test_src = _Source(test.clean_u8, test.degraded_u8, test.task, data.tasks)
     if cfg.stage == "drdd_noise" and not cfg.noise_conditioned:  # unpaired clean images (D1)
-        train_src = _Source(data.target_dataset().clean_u8.to(device), None)
+        train_src = _Source(data.unpaired_pool(cfg.unpaired_pool).to(device), None)
     elif cfg.generation:  # I_in = 0 is made in Trainer.batch; I_0 = unpaired targets
         train_src = _Source(data.target_dataset().clean_u8.to(device), None)
     else:
@@ -123,3 +123,15 @@ def _crop(x: Tensor, top: Tensor, left: Tensor, size: int) -> Tensor:
     cols = (left[:, None] + ar)[:, None, :]  # (B, 1, size)
     b = torch.arange(x.shape[0], device=x.device)[:, None, None]
     return x.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2)
+
+
+def rotate_quarter_turns(x: Tensor, turns: Tensor) -> Tensor:
+    """Rotate each image of ``x`` (B, C, S, S) by ``turns[i]`` × 90° (counter-clockwise, in the
+    (H, W) plane; ``turns`` (B,) integers, taken mod 4). Square images only."""
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"quarter turns need square images, got {tuple(x.shape[-2:])}")
+    out = x
+    for k in (1, 2, 3):
+        hit = (turns % 4 == k)[:, None, None, None]
+        out = torch.where(hit, torch.rot90(x, k, dims=(-2, -1)), out)
+    return out

@@ -26,6 +26,8 @@ LOSSES: tuple[str, ...] = ("l1", "l2")
 AMP_MODES: tuple[str, ...] = ("auto", "bf16", "off")
 DATASETS: tuple[str, ...] = ("allinone5", "synthetic")
 SCHEDULES: tuple[str, ...] = ("rddm", "ddim")
+#: clean images of the unconditional noise stage (TrainConfig.unpaired_pool)
+UNPAIRED_POOLS: tuple[str, ...] = ("target", "all_clean")
 #: ``torch.compile`` modes: ``reduce-overhead`` adds CUDA graphs (GPU; a no-op on CPU),
 #: ``max-autotune`` also searches kernel configurations (slow to compile, GPU)
 COMPILE_MODES: tuple[str, ...] = (
@@ -114,6 +116,11 @@ class TrainConfig:
             I_in (6 input channels) and trains on the paired data, as DRDD's released code does
             (variant ``drdd_cond``); False (default) is the paper's text: unpaired clean images
             only, an unconditional denoiser (variant ``drdd``).
+        residual_sees_input: stage ``drdd_residual`` only: True (default, DRDD's design) feeds
+            the network cat(I_t, I_in); False gives it only the noisy state I_t (3 input
+            channels), so the clean-looking I_in never reaches it — the one setting in which the
+            added noise harmonises *everything* the residual network sees (the sampler still
+            uses I_in for its start I_in + σ·z).
         noise_strength: σ of the DRDD stages (the residual stage's fixed noise; the noise
             stage's evaluation noise, ≤ sqrt(sum_scale)).
     Data:
@@ -137,7 +144,14 @@ class TrainConfig:
             cat(I_t, 0)) and I_0 = the unpaired clean target images, so I_res = −I_0 (R0);
             with schedule ``ddim`` this is DDPM/DDIM (R6). There is no paired target, so
             evaluation (``eval_every``) must be off. RDDM trains generation with ``loss = 'l2'``.
+        unpaired_pool: the clean images of the unconditional noise stage (``drdd_noise`` without
+            ``noise_conditioned``): ``"target"`` (default) = the unpaired target split only;
+            ``"all_clean"`` = every clean patch not in the test split (the target split plus the
+            clean halves of the *whole* paired training split, whatever ``data_fraction``): the
+            abundant unpaired data DRDD's premise assumes. No degraded image is ever used.
         hflip: random left-right flips.
+        rot90: also rotate by a random multiple of 90° (with ``hflip``: the 8 symmetries of the
+            square); off by default so that existing runs draw the same batches.
     Optimisation:
         batch_size: the *global* batch (split evenly over DDP ranks).
         lr, betas, weight_decay, warmup_steps (linear warm-up), steps (total), grad_clip
@@ -170,6 +184,7 @@ class TrainConfig:
     sum_scale: float = 1.0
     noise_strength: float = 1.0
     noise_conditioned: bool = False
+    residual_sees_input: bool = True
     # data
     dataset: str = "allinone5"
     image_size: int = 32
@@ -183,6 +198,8 @@ class TrainConfig:
     task_weights: tuple[float, ...] = ()
     generation: bool = False
     hflip: bool = True
+    rot90: bool = False
+    unpaired_pool: str = "target"
     # optimisation
     batch_size: int = 16
     lr: float = 2e-4
@@ -302,6 +319,22 @@ class TrainConfig:
         if not isinstance(self.noise_conditioned, bool):
             raise ValueError(
                 f"noise_conditioned must be true or false, got {self.noise_conditioned!r}"
+            )
+        for flag in ("residual_sees_input", "rot90"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
+        if not self.residual_sees_input and self.stage != "drdd_residual":
+            raise ValueError(
+                "residual_sees_input = false hides I_in from DRDD's residual network: it needs "
+                f"stage = 'drdd_residual' (got {self.stage!r})"
+            )
+        choice("unpaired_pool", UNPAIRED_POOLS)
+        if self.unpaired_pool != "target" and (
+            self.stage != "drdd_noise" or self.noise_conditioned
+        ):
+            raise ValueError(
+                f"unpaired_pool = {self.unpaired_pool!r} chooses the clean images of the "
+                "unconditional drdd_noise stage; other stages train on pairs: leave it 'target'"
             )
         if self.noise_conditioned and self.stage != "drdd_noise":
             raise ValueError(
@@ -505,6 +538,8 @@ class TrainConfig:
     @property
     def conditioned(self) -> bool:
         """Whether the network sees I_in (all stages but the unconditional noise stage)."""
+        if self.stage == "drdd_residual":
+            return self.residual_sees_input
         return self.stage != "drdd_noise" or self.noise_conditioned
 
 

@@ -24,7 +24,14 @@ from ..diffusion import (
 )
 from ..nn import ResidualDenoiser, build_model
 from ..schedules import Schedule
-from .batches import _STREAM_STEP, _crop, _load_sources, batch_indices, step_seed
+from .batches import (
+    _STREAM_STEP,
+    _crop,
+    _load_sources,
+    batch_indices,
+    rotate_quarter_turns,
+    step_seed,
+)
 from .config import RESUME_MUTABLE_KEYS, ResumeDeviceWarning, TrainConfig, with_config_defaults
 from .distributed import init_distributed, resolve_amp
 from .evaluation import _weights_mismatch, evaluate_model
@@ -317,6 +324,8 @@ class Trainer:
             src = self.train_src
             idx = batch_indices(cfg.seed, step, B, len(src))[lo:hi].to(dev)
             flips = torch.rand((B,), generator=g, device=dev)[lo:hi] < 0.5
+            if cfg.rot90:  # drawn only when on, so that other runs keep their batches
+                turns = torch.randint(0, 4, (B,), generator=g, device=dev)[lo:hi]
             data_s = src.clean.shape[-1]
             if data_s > S:
                 offs = torch.randint(0, data_s - S + 1, (B, 2), generator=g, device=dev)[lo:hi]
@@ -328,6 +337,8 @@ class Trainer:
                     x = _crop(x, offs[:, 0], offs[:, 1], S)
                 if cfg.hflip:
                     x = torch.where(flips[:, None, None, None], x.flip(-1), x)
+                if cfg.rot90:
+                    x = rotate_quarter_turns(x, turns)
                 out.append(x)
             x0 = out[0]
             x_in = out[1] if len(out) > 1 else None
