@@ -59,13 +59,13 @@ del trainer_res, model_res
 # quickly, and an average of recent weights *lags* behind the newest ones. That lag, not noise
 # reduction, dominates while the loss is falling steeply.
 #
-# The hint overstates the memory, though: the EMA decay has a warm-up,
-# $d_k = \min(0.995, (1+k)/(10+k))$, so after 61 steps $d_k \approx 0.87$ and the average spans only
-# the last ~6 steps (the mean age of the weights it averages, computed below), and the random initialisation has a
-# weight of about $10^{-11}$. The full $d = 0.995$ (a ~200-step memory) is reached only after about
-# 1 800 steps. Later in training, when the raw weights merely jitter around a slowly moving
-# optimum, averaging wins: the shipped 6 000-step checkpoint scores 22.59 dB with its EMA against
-# 22.28 dB with its raw weights on all 180 test patches (`data/checkpoints/README.md`).
+# How far back does the EMA remember? Not the ~200 steps that $d = 0.995$ suggests: the decay has
+# a warm-up, $d_k = \min(0.995, (1+k)/(10+k))$, so after 61 steps $d_k \approx 0.87$, the average
+# spans only the last ~6 steps (the mean age of the weights it averages, computed below), and the
+# random initialisation keeps a weight of about $10^{-11}$. The full $d = 0.995$ is reached only
+# after about 1 800 steps. Later in training, when the raw weights merely jitter around a slowly
+# moving optimum, averaging wins: the shipped 6 000-step checkpoint scores 22.59 dB with its EMA
+# against 22.28 dB with its raw weights on all 180 test patches (`data/checkpoints/README.md`).
 
 # %%
 scores_raw_2 = evaluate_model(
@@ -155,7 +155,7 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
-diff_3 = float((flat(naive_3.model) - flat(straight_3.model)).abs().max())
+diff_3 = float((flat(naive_3.model.parameters()) - flat(straight_3.model.parameters())).abs().max())
 print(
     f"resumed == uninterrupted: weights {same_weights(resumed_3.model, straight_3.model)}, "
     f"EMA {same_weights(resumed_3.ema, straight_3.ema)}; fresh-optimiser resume off by {diff_3:.1e}"
