@@ -8,10 +8,13 @@
 #
 # $$\hat\epsilon = \frac{I_t - I_\text{in} - (\bar\alpha_t - 1)\,\hat I_\text{res}}{\bar\beta_t}\qquad\text{(R4, `predict_noise_from_res`)}.$$
 #
-# Exact when $\hat I_\text{res}$ is exact, but an error in $\hat I_\text{res}$ reaches $\hat\epsilon$
-# multiplied by $(1 - \bar\alpha_t)/\bar\beta_t$: about 700 at $t = 0$, where $\bar\beta_0 \approx 0.0014$,
-# and 0 at $t = T-1$. SM-Res is therefore a good choice late in sampling only if the residual is
-# predicted very precisely; SM-Res-N predicts the noise directly instead.
+# Exact when $\hat I_\text{res}$ is exact; an error in $\hat I_\text{res}$ reaches $\hat\epsilon$ multiplied
+# by $(1 - \bar\alpha_t)/\bar\beta_t$: about 700 at $t = 0$ (where $\bar\beta_0 \approx 0.0014$), 0.5 at
+# $T/2$, 0 at $T-1$. So the derived $\hat\epsilon$ is a poor *noise estimate* at small $t$ — but the
+# sampler multiplies it by $\bar\beta$-sized coefficients, and the amplification cancels in the image:
+# the last step returns $I_t - \bar\alpha_t\hat I_\text{res} - \bar\beta_t\hat\epsilon = I_\text{in} - \hat I_\text{res}$,
+# whatever $\hat I_\text{res}$ is (checked below with a deliberately wrong one). SM-Res restores
+# through the residual alone; SM-Res-N learns a second, independent estimate of the noise.
 
 # %%
 trainer_res = Trainer(cfg.replace(objective="pred_res"))
@@ -48,6 +51,16 @@ print(
     f"(1 − ᾱ_t)/β̄_t at t = 0, T/2, T−1: {[round(float(gain_1[i]), 3) for i in (0, cfg.T // 2, -1)]}"
 )
 assert float(gain_1[0]) > 500 and float(gain_1[-1]) < 1e-6
+# the last sampler step (t → −1) with the derived noise returns I_in − Î_res, for any Î_res
+from drdd_edu.samplers import rddm_step
+
+wrong_res = res_1 + 0.3 * torch.randn(res_1.shape, generator=seed_everything(11))
+for t_last in (1, cfg.T // 2, cfg.T - 1):
+    t_vec = torch.full_like(b_res["t"], t_last)
+    x_t_last = q_sample(b_res["x0"], b_res["x_in"], t_vec, schedule, b_res["noise"])
+    eps_last = predict_noise_from_res(x_t_last, b_res["x_in"], wrong_res, t_vec, schedule)
+    x_0 = rddm_step(x_t_last, wrong_res, eps_last, t_last, -1, schedule)
+    assert torch.allclose(x_0, b_res["x_in"] - wrong_res, atol=1e-3), t_last
 del trainer_res, model_res
 
 # %% [markdown]
