@@ -19,61 +19,35 @@
 #
 # **Level:** 3 — advanced (needs notebooks 01, 02, 04).
 #
-# **Study time:** about 90 minutes (reading, running, and the two graded exercises at the end);
-# the code itself runs in about two minutes.
+# **Study time:** about 90 minutes (reading, running, the two graded exercises); the code runs in
+# about two minutes.
 #
-# **Prerequisites:** notebook 01 (the RDDM forward process
-# $I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\epsilon$ and its schedules), notebook 02
-# (reverse sampling, the modes SM-Res / SM-N / SM-Res-N, the time grid), notebook 04 (the
-# All-in-One-5 paired patches and how they are split); PyTorch training loops (loss, `backward`,
-# an optimiser).
+# **Prerequisites:** notebooks 01 (the forward process), 02 (reverse sampling, SM-Res / SM-N /
+# SM-Res-N, the time grid), 04 (the All-in-One-5 paired patches); PyTorch training loops.
 #
 # **Learning goals.** After this notebook you can
 #
-# 1. load a training configuration and the paired training data it describes;
-# 2. build the network of a preset and count its parameters (including the 36.26 M-parameter RDDM
-#    reference UNet, without running it), and open it: the sinusoidal time embedding, the
-#    6-channel input $\text{cat}(I_t, I_\text{in})$, one ResNet block and the shapes along the "U";
-# 3. compute RDDM's training loss for one batch **by hand** (forward sample $I_t$, the
-#    `pred_res_noise` objective, L1) and check it against the library's trainer;
+# 1. load a training configuration and the paired data it describes;
+# 2. count a preset's parameters (the 36.26 M RDDM UNet without running it) and open the network:
+#    time embedding, 6-channel input $\text{cat}(I_t, I_\text{in})$, a ResNet block, the "U";
+# 3. compute RDDM's training loss for one batch **by hand** and match the trainer's;
 # 4. take optimiser steps yourself and watch the loss on a fixed batch fall;
-# 5. drive the full training loop through the generator `Trainer.steps()` and plot its loss curve;
-# 6. explain the exponential moving average (EMA) of the weights and verify one EMA update;
-# 7. evaluate PSNR/SSIM on held-out test patches against the "do nothing" baseline (the degraded
-#    input itself), and restore images with 5 sampling steps;
-# 8. compare the L1 and L2 losses by a seeded, paired measurement and decide from its spread
-#    whether the data can tell them apart;
-# 9. (appendix) save a checkpoint, reload it with `torch.load(weights_only=True)`, and recognise
-#    the error a truncated file gives.
+# 5. drive the training loop `Trainer.steps()` and plot its loss curve;
+# 6. explain the exponential moving average (EMA) of the weights and verify one update;
+# 7. score held-out patches against the "do nothing" baseline (the degraded input), 5 steps;
+# 8. compare the L1 and L2 losses by a seeded, paired measurement and judge its spread;
+# 9. (appendix) reload a checkpoint with `torch.load(weights_only=True)`; spot a truncated one.
 #
-# **Runtime budget.**
+# **Runtime budget.** CPU, smoke size (the tests, `DRDD_EDU_SMOKE=1`: 60 steps, 24 test patches,
+# 2 × 2 runs of 25 steps in section 8): an estimated 20–25 s idle (13–17 s measured before section
+# 8, which costs as much as the 60-step loop), plus about half that for the worked solutions the
+# harness appends; it allows 180 s. CPU, full size (`DRDD_EDU_SMOKE=0`: 400 steps, 180 patches,
+# 3 × 2 runs of 150 steps): an estimated 100–120 s idle (61–66 s measured before section 8; 581 s
+# with it on a ~7× overloaded machine). GPU, full-size model (`drdd-edu train --config full-gpu`;
+# `torchrun --nproc_per_node N -m drdd_edu.train_cli train --config full-gpu`): **not measured**.
 #
-# * CPU, smoke size (what the tests run, `DRDD_EDU_SMOKE=1`: 60 training steps, 24 test patches,
-#   and 2 × 2 runs of 25 steps for section 8): measured 13–17 s on a shared 2-core machine (one
-#   thread) before section 8 existed; section 8 takes about as long again as the 60-step loop of
-#   section 5 (measured on a heavily loaded machine: 48 s against the loop's 62 s), so an estimated
-#   20–25 s idle. The test harness allows 180 s.
-# * CPU, full size (`DRDD_EDU_SMOKE=0`: 400 training steps, all 180 test patches, and 3 × 2 runs of
-#   150 steps at 16² for section 8): measured 61–66 s on the same machine before section 8 existed.
-#   With it the notebook measured 581 s on the machine while it was about 7× overloaded (load average
-#   ≈ 8; section 8 took 249 s, the 400-step loop 264 s), so an estimated 100–120 s idle, within the
-#   180 s budget — **an estimate, not a measurement on an idle machine**.
-# * GPU, full-size model: the reference configuration (two 36.26 M-parameter UNets, 64² patches,
-#   global batch 64, bf16, `torch.compile`, 60 000 steps) is
-#   `drdd-edu train --config full-gpu` (or `torchrun --nproc_per_node N -m drdd_edu.train_cli
-#   train --config full-gpu` on N GPUs). **Its runtime and its PSNR/SSIM have NOT been measured
-#   yet — no GPU was available when this notebook was written.** Do not read any number in this
-#   notebook as a statement about that run.
-#
-# **A shipped checkpoint.** Section 9 loads `data/checkpoints/tiny-rddm.pt` (a tiny model trained
-# for about ten minutes on one CPU core; `data/checkpoints/README.md` gives the exact command) if it
-# is present, and otherwise falls back to the model trained here. Its scores are reported honestly
-# against the input baseline.
-#
-# **How to read it.** Every claim is followed by an `assert`. Exact identities (the same
-# computation done two ways in float32) are checked to $10^{-5}$–$10^{-6}$; claims about training
-# ("the loss falls") are checked on seeded runs, so the notebook gives the same numbers every time
-# on the same machine and thread count.
+# Every claim is followed by an `assert` (float32 identities to $10^{-5}$–$10^{-6}$; training claims on
+# seeded runs). Section 9 uses the shipped checkpoint `data/checkpoints/tiny-rddm.pt`.
 
 # %%
 import copy
@@ -91,30 +65,23 @@ from tqdm.auto import tqdm
 
 from drdd_edu import checkpoint as ckpt_io
 from drdd_edu.data import build_all_in_one5
-from drdd_edu.diffusion import q_sample, to_model_range
+from drdd_edu.diffusion import q_sample
 from drdd_edu.metrics import psnr, ssim
 from drdd_edu.nn import PRESETS, build_model, count_parameters
 from drdd_edu.notebook import REPO_ROOT, is_smoke, pick, report_runtime, savefig, seed_everything
-from drdd_edu.samplers import sample, timestep_pairs
-from drdd_edu.train import (
-    Trainer,
-    evaluate_model,
-    load_config,
-    model_from_checkpoint,
-    restore_test_images,
-)
+from drdd_edu.samplers import timestep_pairs
+from drdd_edu.train import Trainer, load_config
+from drdd_edu.train.evaluation import evaluate_model, model_from_checkpoint, restore_test_images
 
 START = time.perf_counter()
 print("smoke size" if is_smoke() else "full size")
 torch.set_default_dtype(torch.float32)
 seed_everything(0)
 
-LOOP_STEPS = pick(400, 60)  # optimisation steps of the training loop (section 5)
-FIXED_BATCH_STEPS = 5  # optimiser steps on one fixed batch (section 4)
+LOOP_STEPS, FIXED_BATCH_STEPS = pick(400, 60), 5  # training loop (section 5), fixed batch (4)
 EVAL_IMAGES = pick(180, 24)  # held-out test patches scored in sections 7 and 9 (180 = all)
-LOSS_STEPS = pick(150, 25)  # training steps per run of the L1-vs-L2 comparison (section 8)
-LOSS_SEEDS = pick(3, 2)  # seeds of that comparison (each trains one L1 and one L2 model)
-LOSS_EVAL = pick(60, 20)  # held-out patches it scores
+# the L1-vs-L2 comparison (section 8): steps per run, seeds (one L1, one L2 run each), patches
+LOSS_STEPS, LOSS_SEEDS, LOSS_EVAL = pick(150, 25), pick(3, 2), pick(60, 20)
 SAMPLING_STEPS = 5  # network calls per restoration (RDDM needs ≤ 5 for restoration)
 SHIPPED = REPO_ROOT / "data" / "checkpoints" / "tiny-rddm.pt"
 SHIPPED_LOG = SHIPPED.with_name("tiny-rddm-log.jsonl")  # its training log (loss, evaluations)
@@ -123,128 +90,76 @@ EXACT_TOL = 1e-5  # float32: the same computation done two ways
 # %% [markdown]
 # ## 1. The configuration and the data
 #
-# A training run is described completely by a `TrainConfig` (a dataclass that loads from TOML and
-# is stored inside every checkpoint). We start from the bundled `tiny-cpu` config — RDDM's
-# SM-Res-N objective (`pred_res_noise`: one UNet predicts both the residual and the noise) with the
-# 0.24 M-parameter `tiny` UNet on 32×32 All-in-One-5 patches — and change only what a notebook needs:
-# no output folder (`out_dir=""` writes nothing to disk), no progress bar, the CPU, and the number
-# of steps.
+# A run is described completely by a `TrainConfig` (TOML, stored in every checkpoint). We take the
+# bundled `tiny-cpu` config — RDDM's SM-Res-N objective (`pred_res_noise`) with the 0.24 M-parameter
+# `tiny` UNet on notebook 04's 32×32 All-in-One-5 patches (clean/degraded pairs; train and test
+# patches from **different photographs**) — changing only `out_dir=""` (write nothing), the
+# progress bar, the device and the number of steps.
 
 # %%
-cfg = load_config(
-    "tiny-cpu", steps=LOOP_STEPS, out_dir="", progress=False, device="cpu", eval_every=0
-)
-for key in (
-    "preset",
-    "objective",
-    "stage",
-    "schedule",
-    "T",
-    "sum_scale",
-    "image_size",
-    "max_patches_per_image",
-    "batch_size",
-    "lr",
-    "warmup_steps",
-    "loss",
-    "ema_decay",
-    "grad_clip",
-):
-    print(f"{key:22s} {getattr(cfg, key)!r}")
+overrides = dict(out_dir="", progress=False, device="cpu", eval_every=0)  # out_dir "": no files
+cfg = load_config("tiny-cpu", steps=LOOP_STEPS, **overrides)
+keys = "preset objective stage schedule T sum_scale image_size max_patches_per_image batch_size lr"
+print({key: getattr(cfg, key) for key in keys.split() + ["loss", "ema_decay", "grad_clip"]})
 assert cfg.stage == "rddm" and cfg.objective == "pred_res_noise" and cfg.loss == "l1"
 assert cfg.output_dir is None  # nothing will be written
 
-# %% [markdown]
-# The data are the All-in-One-5 patches of notebook 04: every clean patch is paired with one
-# degraded copy (low light, rain, noise, blur or haze), and train and test patches come from
-# **different source photographs**, so the test score measures generalisation to unseen images.
-# The build is cached under `data/cache/`, so this is instant after the first time.
-
-# %%
-data = build_all_in_one5(
-    size=cfg.image_size,
-    seed=cfg.data_seed,
-    scales=cfg.data_scales,
-    max_patches_per_image=cfg.max_patches_per_image,
-    progress=False,
-)
-print(data.summary())
+data_kw = dict(scales=cfg.data_scales, max_patches_per_image=cfg.max_patches_per_image)
+data = build_all_in_one5(size=cfg.image_size, seed=cfg.data_seed, progress=False, **data_kw)
+print(data.summary())  # cached under data/cache/ after the first build
 train_set, test_set = data.paired_subset("train"), data.paired_subset("test")
-assert set(data.sources_of("train")).isdisjoint(data.sources_of("test"))
-assert train_set.clean_u8.dtype == torch.uint8
-assert tuple(train_set.clean_u8.shape[1:]) == (3, cfg.image_size, cfg.image_size)
-assert train_set.degraded_u8.shape == train_set.clean_u8.shape
-assert len(data.tasks) == 5
-# every task has training patches, and the degraded copy really differs from the clean one
-assert torch.bincount(train_set.task, minlength=5).min() > 0
-assert (train_set.clean_u8 != train_set.degraded_u8).any(dim=(1, 2, 3)).all()
+assert set(data.sources_of("train")).isdisjoint(data.sources_of("test")) and len(data.tasks) == 5
+tr_c, tr_d, size = train_set.clean_u8, train_set.degraded_u8, cfg.image_size
+assert tr_c.dtype == torch.uint8 and tr_d.shape == tr_c.shape == (len(tr_c), 3, size, size)
+assert torch.bincount(train_set.task, minlength=5).min() > 0  # every task has training patches
+assert (tr_c != tr_d).any(dim=(1, 2, 3)).all()  # and each degraded copy differs from its target
 
 # %% [markdown]
 # ## 2. The model
 #
-# `Trainer(cfg)` builds everything a run needs: the network (seeded by `cfg.seed`, so identical
-# on every run), its EMA copy, the AdamW optimiser, the schedule and the data on the device. The
-# network is a `ResidualDenoiser`: a UNet that sees the 6-channel input $\text{cat}(I_t, I_\text{in})$
-# and, for `pred_res_noise`, returns the pair $(\hat I_\text{res}, \hat\epsilon)$.
+# `Trainer(cfg)` builds the seeded network (a UNet that sees $\text{cat}(I_t, I_\text{in})$ and returns
+# $(\hat I_\text{res}, \hat\epsilon)$), its EMA copy, AdamW, the schedule and the data. The reference
+# `rddm` preset is counted on the `meta` device (no storage).
 
 # %%
 trainer = Trainer(cfg)
 model, schedule = trainer.model, trainer.schedule
 n_tiny = count_parameters(model)
-print(f"tiny preset: {n_tiny:,} parameters ({n_tiny / 1e6:.3f} M); mode {model.mode!r}")
-print(schedule)
-assert n_tiny == sum(p.numel() for p in model.parameters())
-assert n_tiny < 1_000_000
-assert model.mode == "res_noise" and model.conditioned
-assert trainer.device.type == "cpu"
-
-# %% [markdown]
-# The reference network of RDDM and DRDD is the `rddm` preset (dim 64, multipliers (1, 2, 4, 8),
-# two ResNet blocks per level, linear attention, full attention at the bottleneck). We count its
-# parameters without allocating or running it: building it under the `meta` device creates
-# parameters that have a shape but no storage.
-
-# %%
+print(f"tiny preset: {n_tiny:,} parameters; mode {model.mode!r}")
+assert n_tiny == sum(p.numel() for p in model.parameters()) and n_tiny < 1_000_000
+assert model.mode == "res_noise" and model.conditioned and trainer.device.type == "cpu"
 with torch.device("meta"):
     rddm_one = build_model("rddm", objective="pred_res")  # one UNet: 6 channels in, 3 out
     rddm_two = build_model("rddm", objective="pred_res_noise", two_networks=True)
 n_rddm, n_rddm_two = count_parameters(rddm_one), count_parameters(rddm_two)
-print(f"rddm preset, one UNet : {n_rddm / 1e6:.2f} M parameters")
-print(f"rddm preset, two UNets: {n_rddm_two / 1e6:.2f} M parameters (full-gpu config)")
-print(f"ratio rddm / tiny: {n_rddm / n_tiny:.0f}×")
-assert 36.255e6 <= n_rddm < 36.265e6  # 36.26 M, as the reference's UNet
-assert n_rddm_two == 2 * n_rddm
+print(f"rddm preset: {n_rddm / 1e6:.2f} M parameters per UNet, {n_rddm_two / 1e6:.2f} M for two;")
 print({k: PRESETS["rddm"][k] for k in ("dim", "dim_mults", "resnet_blocks")})
-del rddm_one, rddm_two
+assert 36.255e6 <= n_rddm < 36.265e6 and n_rddm_two == 2 * n_rddm  # 36.26 M, as the reference
 
 # %% [markdown]
 # ### Opening the network
 #
-# `print(model)` lists almost 200 modules. A learner needs four things from them: what happens to
-# the time $t$, how the degraded input $I_\text{in}$ gets in, what one ResNet block does, and how
-# the resolution changes on the way down and back up (the "U"). We take them one at a time, on the
-# real modules of `drdd_edu/nn.py` inside the trainer's network (`model.unet`: `pred_res_noise`
-# with one UNet, whose 6 output channels are $\hat I_\text{res}$ and $\hat\epsilon$).
+# `print(model)` lists almost 200 modules (`model.unet`, from `drdd_edu/nn.py`). Four matter:
 #
-# **The time embedding.** The integer $t$ becomes `dim` $= 16$ numbers,
-#
-# $$\text{emb}(t) = [\sin(t\omega_0), \dots, \sin(t\omega_7), \cos(t\omega_0), \dots, \cos(t\omega_7)],
-#   \qquad \omega_i = 10000^{-i/7},$$
-#
-# (the Transformer's positional encoding): fast frequencies tell neighbouring $t$ apart, slow ones
-# distant $t$. An MLP (Linear 16 → 64, GELU, Linear 64 → 64) turns it into the vector that every
-# ResNet block reads.
+# * **the time embedding**: $t$ becomes `dim` $= 16$ numbers $[\sin(t\omega_i)]_{i<8},
+#   [\cos(t\omega_i)]_{i<8}$, $\omega_i = 10000^{-i/7}$ (Transformer-style: fast frequencies tell
+#   neighbouring $t$ apart, slow ones distant $t$), then an MLP (16 → 64 → 64);
+# * **one ResNet block**: two [3×3 convolution → GroupNorm → SiLU] stages; the time vector enters
+#   the first as a per-channel **scale and shift**, $h \leftarrow h\,(1 + \text{scale}) + \text{shift}$,
+#   and a skip connection (1×1 when the channels change) adds the input back;
+# * **conditioning by concatenation**: the first layer (`init_conv`, 7×7) sees the 6 channels
+#   $\text{cat}(I_t, I_\text{in})$; DRDD's noise network (notebook 08, `conditioned=False`) sees $I_t$;
+# * **the "U"**: the encoder halves the resolution twice (32 → 16 → 8) while widening the channels,
+#   the bottleneck (with attention) works at 8×8, the decoder climbs back concatenating the
+#   encoder's outputs (skips), and a last 1×1 convolution returns $\hat I_\text{res}$ and $\hat\epsilon$.
 
 # %%
 unet = model.unet
 assert 150 < len(list(model.modules())) < 250  # what print(model) would list
 t_show = torch.tensor([0, 1, 10, 100, 999])
 with torch.no_grad():
-    emb_show = unet.time_embed(t_show)  # (5, dim)
+    emb_show, emb_all = unet.time_embed(t_show), unet.time_embed(torch.arange(cfg.T))
     mlp_show = unet.time_mlp(emb_show)  # (5, 4·dim)
-print(
-    f"t = {t_show.tolist()}: sinusoidal embedding {tuple(emb_show.shape)}, after the MLP {tuple(mlp_show.shape)}"
-)
 half = unet.dim // 2
 omega = 10000.0 ** (-torch.arange(half, dtype=torch.float64) / (half - 1))
 by_formula = torch.cat([torch.sin(t_show[:, None] * omega), torch.cos(t_show[:, None] * omega)], 1)
@@ -252,218 +167,101 @@ assert emb_show.shape == (5, unet.dim) and mlp_show.shape == (5, 4 * unet.dim)
 # float32 arguments up to 999 rad: sin/cos agree with the float64 formula to ~1e-4
 assert torch.allclose(emb_show.double(), by_formula, atol=1e-3)
 assert torch.allclose(emb_show[0], torch.cat([torch.zeros(half), torch.ones(half)]))  # t = 0
+assert float((emb_all[1:] - emb_all[:-1]).norm(dim=1).min()) > 1e-3  # neighbours differ
 
-with torch.no_grad():
-    emb_all = unet.time_embed(torch.arange(cfg.T))  # (T, dim)
-fig, ax = plt.subplots(figsize=(7, 2.4))
-im = ax.imshow(emb_all.T.numpy(), aspect="auto", cmap="RdBu", vmin=-1, vmax=1)
-ax.set(
-    xlabel="timestep t",
-    ylabel="embedding index",
-    title="sinusoidal time embedding (sin rows 0–7, cos rows 8–15)",
-)
-fig.colorbar(im, ax=ax)
-fig.tight_layout()
-savefig(fig, "07_time_embedding")
-plt.show()
-# neighbouring timesteps get distinct embeddings; the first rows oscillate fastest
-assert float((emb_all[1:] - emb_all[:-1]).norm(dim=1).min()) > 1e-3
-
-# %% [markdown]
-# **Conditioning by concatenation.** RDDM conditions on the degraded image in the simplest way:
-# the UNet's first layer (`init_conv`, a 7×7 convolution) sees the 6 channels
-# $\text{cat}(I_t, I_\text{in})$. We catch that input with a forward hook. DRDD's noise network
-# (notebook 08) is built with `conditioned=False` and sees only the 3 channels of $I_t$.
-
-# %%
-demo = trainer.batch(0)
-x_in_demo_net = demo["x_in"][:2]
-t_demo_net = demo["t"][:2]
-x_t_demo_net = q_sample(demo["x0"][:2], x_in_demo_net, t_demo_net, schedule, demo["noise"][:2])
-captured = {}
-hook = unet.init_conv.register_forward_hook(
-    lambda mod, args, out: captured.update(x=args[0], out=out)
-)
-with torch.no_grad():
-    model(x_t_demo_net, t_demo_net, x_in_demo_net)
-hook.remove()
-print(
-    f"I_t {tuple(x_t_demo_net.shape)} and I_in {tuple(x_in_demo_net.shape)} → init_conv input "
-    f"{tuple(captured['x'].shape)} → {tuple(captured['out'].shape)}; weight {tuple(unet.init_conv.weight.shape)}"
-)
-assert captured["x"].shape[1] == 6 and unet.init_conv.in_channels == 6
-assert torch.equal(captured["x"][:, :3], x_t_demo_net) and torch.equal(
-    captured["x"][:, 3:], x_in_demo_net
-)
-with torch.device("meta"):
-    noise_net = build_model("tiny", objective="pred_noise", conditioned=False)
-assert noise_net.unet.init_conv.in_channels == 3  # DRDD's unpaired noise network: I_t only
-del noise_net
-
-# %% [markdown]
-# **One ResNet block.** Every block has the same recipe: two [3×3 convolution → GroupNorm → SiLU]
-# stages, and the time vector enters the first one as a per-channel **scale and shift**
-# $h \leftarrow h\,(1 + \text{scale}) + \text{shift}$; a skip connection adds the input back (through a
-# 1×1 convolution when the channel count changes). We take the first decoder block, which receives
-# 64 channels (the upsampled features concatenated with an encoder skip) and returns 32, and
-# recompute it from its parts.
-
-# %%
 block = unet.ups[0].blocks[0]
-g_net = seed_everything(3)
-h_in = torch.randn((2, block.block1.proj.in_channels, 8, 8), generator=g_net)
+h_in = torch.randn((2, block.block1.proj.in_channels, 8, 8), generator=seed_everything(3))
 with torch.no_grad():
-    emb_net = unet.time_mlp(unet.time_embed(t_demo_net))  # (2, 64)
-    h_out = block(h_in, emb_net)
-    scale, shift = block.mlp(emb_net)[:, :, None, None].chunk(2, dim=1)
+    h_out = block(h_in, mlp_show[:2])
+    scale, shift = block.mlp(mlp_show[:2])[:, :, None, None].chunk(2, dim=1)
     by_parts = block.block2(block.block1(h_in, (scale, shift))) + block.res_conv(h_in)
-print(
-    f"ResnetBlock: input {tuple(h_in.shape)}, time vector {tuple(emb_net.shape)} → scale and "
-    f"shift {tuple(scale.shape)} each → output {tuple(h_out.shape)}; skip path: {block.res_conv}"
-)
 assert h_out.shape == (2, 32, 8, 8) and scale.shape == shift.shape == (2, 32, 1, 1)
 assert torch.allclose(h_out, by_parts, atol=EXACT_TOL)
 
-# %% [markdown]
-# **The "U".** Forward hooks on the top-level stages print the shape after each: the encoder
-# halves the resolution twice (32 → 16 → 8) while widening the channels, the bottleneck works at
-# 8×8 with full attention, and the decoder climbs back, concatenating the encoder's outputs
-# (skips) on the way. The last 1×1 convolution returns 6 channels: $\hat I_\text{res}$ and
-# $\hat\epsilon$.
-
-# %%
-stages = [("init_conv", unet.init_conv)]
-for i, level in enumerate(unet.downs):
-    stages += [
-        (f"down {i}: ResnetBlock", level.blocks[-1]),
-        (f"down {i}: resample", level.resample),
-    ]
-stages += [("mid: ResnetBlock + attention + ResnetBlock", unet.mid_block2)]
-for i, level in enumerate(unet.ups):
-    stages += [
-        (f"up {i}: ResnetBlock(cat skip)", level.blocks[-1]),
-        (f"up {i}: resample", level.resample),
-    ]
-stages += [
-    ("final ResnetBlock(cat stem)", unet.final_res_block),
-    ("final 1×1 conv", unet.final_conv),
-]
-shapes = []
-hooks = [
-    m.register_forward_hook(
-        lambda mod, args, out, name=name: shapes.append((name, tuple(out.shape)))
-    )
-    for name, m in stages
-]
+demo = trainer.batch(0)
+x_in_d, t_d = demo["x_in"][:2], demo["t"][:2]
+x_t_d = q_sample(demo["x0"][:2], x_in_d, t_d, schedule, demo["noise"][:2])
+levels = [m for lv in (*unet.downs, *unet.ups) for m in (lv.blocks[-1], lv.resample)]
+stages = [unet.init_conv, *levels, unet.mid_block2, unet.final_conv]  # hooks fire in run order
+shapes, captured = [], {}  # (channels, side) after each stage; the input of init_conv
+hooks = [m.register_forward_hook(lambda m, a, out: shapes.append(out.shape[1::2])) for m in stages]
+hooks.append(unet.init_conv.register_forward_hook(lambda m, a, out: captured.update(x=a[0])))
 with torch.no_grad():
-    model(x_t_demo_net, t_demo_net, x_in_demo_net)
+    model(x_t_d, t_d, x_in_d)
 for hk in hooks:
     hk.remove()
-for name, shape in shapes:
-    print(f"{name:42s} {shape}")
-sides = [s[-1] for _, s in shapes]
-assert (
-    sides[0] == sides[-1] == cfg.image_size
-    and min(sides) == cfg.image_size // unet.downsample_factor
-)
-assert shapes[-1][1] == (2, 6, cfg.image_size, cfg.image_size)  # Î_res and ε̂, 3 channels each
+print("channels×side along the U:", " → ".join(f"{c}×{s}" for c, s in shapes))
+assert captured["x"].shape[1] == 6 and unet.init_conv.in_channels == 6
+assert torch.equal(captured["x"], torch.cat([x_t_d, x_in_d], 1))
+sides = [s for _, s in shapes]
+assert sides[0] == sides[-1] == cfg.image_size
+assert min(sides) == cfg.image_size // unet.downsample_factor
+assert tuple(shapes[-1]) == (6, cfg.image_size)  # Î_res and ε̂, 3 channels each
+with torch.device("meta"):
+    noise_net = build_model("tiny", objective="pred_noise", conditioned=False)
+assert noise_net.unet.init_conv.in_channels == 3  # DRDD's unpaired noise network: I_t only
 
 # %% [markdown]
 # ## 3. One loss by hand
 #
-# RDDM training draws, for every image of a batch, a timestep $t \in \{0,\dots,T-1\}$ and noise
-# $\epsilon \sim \mathcal N(0, I)$, builds the noisy state in one shot,
-#
-# $$I_\text{res} = I_\text{in} - I_0,\qquad I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\,\epsilon,$$
-#
-# and asks the network to recover what went in. With the `pred_res_noise` objective and the L1
-# loss of RDDM's restoration experiments,
-#
-# $$\mathcal L = \operatorname{mean}\lvert\hat I_\text{res} - I_\text{res}\rvert
-#              + \operatorname{mean}\lvert\hat\epsilon - \epsilon\rvert .$$
-#
-# `trainer.batch(k)` returns the batch of step $k$ (a pure function of the seed and $k$: the
-# images, flips, timesteps and noise); we take step 0's batch and compute the loss ourselves.
+# Training draws per image a timestep $t$ and noise $\epsilon$, builds
+# $I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\epsilon$ (R2, $I_\text{res} = I_\text{in} - I_0$) in one
+# shot and asks for what went in: with `pred_res_noise` and RDDM's L1 loss,
+# $\mathcal L = \operatorname{mean}|\hat I_\text{res} - I_\text{res}| + \operatorname{mean}|\hat\epsilon - \epsilon|$.
+# `trainer.batch(k)` is step $k$'s batch (a pure function of seed and $k$); we redo step 0's loss.
 
 # %%
 batch0 = trainer.batch(0)
 x0, x_in, t, noise = batch0["x0"], batch0["x_in"], batch0["t"], batch0["noise"]
-print("x0", tuple(x0.shape), "range", round(float(x0.min()), 3), round(float(x0.max()), 3))
-print("t ", t.tolist())
 assert x0.shape == x_in.shape == noise.shape == (cfg.batch_size, 3, cfg.image_size, cfg.image_size)
 assert float(x0.min()) >= -1 and float(x0.max()) <= 1  # images live on [-1, 1]
-
 res = x_in - x0
 a_bar = schedule.alphas_cumsum[t].view(-1, 1, 1, 1).float()
 b_bar = schedule.betas_cumsum[t].view(-1, 1, 1, 1).float()
 x_t = x0 + a_bar * res + b_bar * noise  # (R2), by hand
 assert torch.allclose(x_t, q_sample(x0, x_in, t, schedule, noise), atol=EXACT_TOL)
 # the rddm schedule with sum_scale = 1 ends at ᾱ = β̄ = 1: I_{T−1} = I_in + ε, the sampler's start
-assert abs(float(schedule.alphas_cumsum[-1]) - 1) < 1e-6
-assert abs(float(schedule.betas_cumsum[-1]) - 1) < 1e-6
-
+assert all(abs(float(c[-1]) - 1) < 1e-6 for c in (schedule.alphas_cumsum, schedule.betas_cumsum))
 with torch.no_grad():
     pred_res, pred_noise = model(x_t, t, x_in)
-    loss_res = (pred_res - res).abs().mean()
-    loss_noise = (pred_noise - noise).abs().mean()
-    loss_by_hand = loss_res + loss_noise
+    loss_res, loss_noise = (pred_res - res).abs().mean(), (pred_noise - noise).abs().mean()
     loss_trainer = trainer.loss_on(batch0)
-print(f"by hand: L_res {loss_res:.5f} + L_noise {loss_noise:.5f} = {loss_by_hand:.5f}")
-print(f"trainer.loss_on(batch): {loss_trainer:.5f}")
-assert abs(float(loss_by_hand) - float(loss_trainer)) < EXACT_TOL
+print(f"by hand {loss_res:.5f} + {loss_noise:.5f}; trainer.loss_on {loss_trainer:.5f}")
+assert abs(float(loss_res + loss_noise) - float(loss_trainer)) < EXACT_TOL
 # an untrained network predicts about nothing: its noise loss is near E|ε| = sqrt(2/π) ≈ 0.80
-print(f"E|ε| = {math.sqrt(2 / math.pi):.3f}")
 assert 0.5 < float(loss_noise) < 1.2
 
 # %% [markdown]
 # ## 4. One optimiser step, then a few
 #
-# An optimisation step is: loss → `backward` → clip the gradient norm (`grad_clip = 1`) →
-# AdamW step. We do it on a **copy** of the model (the trainer's own model stays at its
-# initialisation for section 5) and on the fixed batch of step 0, at the config's peak learning
-# rate. On one fixed batch the loss must fall — if it does not, something in the wiring
-# (gradients, optimiser, learning rate) is broken. (During warm-up the trainer itself starts at a
-# smaller rate: `lr_at(k)` $= \text{lr}\cdot\min(1, (k+1)/\text{warmup})$.)
+# A step: loss → `backward` → clip the gradient norm (`grad_clip = 1`) → AdamW. On a **copy** of
+# the model, step 0's batch and the peak learning rate (the trainer warms up: `lr_at(k)`
+# $= \text{lr}\cdot\min(1, (k+1)/\text{warmup})$), the loss must fall, or the wiring is broken.
 
 # %%
 probe = copy.deepcopy(model).train()
 opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-
-
-def fixed_batch_loss(net: torch.nn.Module) -> torch.Tensor:
-    pr, pn = net(x_t, t, x_in)
-    return F.l1_loss(pr, res) + F.l1_loss(pn, noise)
-
-
 losses_fixed = []
-for _ in range(FIXED_BATCH_STEPS):
-    loss = fixed_batch_loss(probe)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    gnorm = torch.nn.utils.clip_grad_norm_(probe.parameters(), cfg.grad_clip)
-    opt.step()
+for step in range(FIXED_BATCH_STEPS + 1):
+    pr, pn = probe(x_t, t, x_in)
+    loss = F.l1_loss(pr, res) + F.l1_loss(pn, noise)
     losses_fixed.append(float(loss.detach()))
-    print(f"loss {float(loss):.4f}   gradient norm before clipping {float(gnorm):.3f}")
-with torch.no_grad():
-    losses_fixed.append(float(fixed_batch_loss(probe)))
+    if step < FIXED_BATCH_STEPS:  # the last pass only measures the loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(probe.parameters(), cfg.grad_clip)
+        opt.step()
+        print(f"loss {losses_fixed[-1]:.4f}   gradient norm before clipping {float(gnorm):.3f}")
 print(f"after {FIXED_BATCH_STEPS} steps: {losses_fixed[-1]:.4f}")
-print("warm-up learning rates:", [f"{trainer.lr_at(k):.1e}" for k in (0, 1, 9, 19, 20, 100)])
 assert losses_fixed[-1] < losses_fixed[0]
 assert trainer.lr_at(0) == cfg.lr / cfg.warmup_steps and trainer.lr_at(cfg.warmup_steps) == cfg.lr
-# the trainer's own model was not touched
-assert all(
-    torch.equal(p, q) for p, q in zip(model.parameters(), trainer.ema.parameters(), strict=True)
-)
-del probe, opt
+assert all(map(torch.equal, model.parameters(), trainer.ema.parameters()))  # model untouched
 
 # %% [markdown]
 # ## 5. The training loop: `Trainer.steps()`
 #
-# `Trainer.steps()` is a **generator**: every `next()` performs one optimisation step (the batch
-# of step $k$, the loss of section 3, backward, clipping, AdamW, the EMA update of section 6) and
-# yields a small dict `{step, loss, lr, grad_norm}` (plus `eval` and `checkpoint` when those are
-# due). The caller owns the loop, so it can log, plot, stop early or inspect the model between
-# steps. `trainer.run()` is the same loop with a progress bar.
+# A **generator**: every `next()` does one step (batch $k$, section 3's loss, backward, clipping,
+# AdamW, section 6's EMA update) and yields `{step, loss, lr, grad_norm}`; the caller owns the loop.
 
 # %%
 t0 = time.perf_counter()
@@ -471,32 +269,21 @@ history = []
 for state in trainer.steps():
     history.append(state)
     if state["step"] % max(1, LOOP_STEPS // 6) == 0:
-        print(
-            f"step {state['step']:4d}  loss {state['loss']:.4f}  lr {state['lr']:.1e}  "
-            f"grad norm {state['grad_norm']:.2f}"
-        )
-loop_s = time.perf_counter() - t0
-print(f"{len(history)} steps in {loop_s:.1f} s ({len(history) / loop_s:.1f} steps/s)")
+        print(f"step {state['step']:4d}  loss {state['loss']:.4f}  lr {state['lr']:.1e}")
+print(f"{len(history)} steps in {time.perf_counter() - t0:.1f} s")
 assert [s["step"] for s in history] == list(range(1, LOOP_STEPS + 1))
-assert trainer.step == LOOP_STEPS
-assert all(math.isfinite(s["loss"]) for s in history)
+assert trainer.step == LOOP_STEPS and all(math.isfinite(s["loss"]) for s in history)
 assert "checkpoint" not in history[-1]  # out_dir = "": nothing is written
-
-losses = torch.tensor([s["loss"] for s in history])
-k = max(5, LOOP_STEPS // 5)
+losses, k = torch.tensor([s["loss"] for s in history]), max(5, LOOP_STEPS // 5)
 first, last = float(losses[:k].mean()), float(losses[-k:].mean())
-print(f"mean loss over the first {k} steps {first:.4f}, over the last {k} steps {last:.4f}")
+print(f"mean loss over the first {k} steps {first:.4f}, over the last {k} {last:.4f}")
 assert last < first
 
-# %%
+w = max(3, LOOP_STEPS // 20)  # the running mean's window
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(range(1, LOOP_STEPS + 1), losses.numpy(), lw=0.8, alpha=0.5, label="loss per step")
-w = max(3, LOOP_STEPS // 20)
-smooth = torch.nn.functional.avg_pool1d(losses.view(1, 1, -1), w, stride=1).view(-1)
-ax.plot(range(w, LOOP_STEPS + 1), smooth.numpy(), lw=1.5, label=f"running mean ({w} steps)")
-ax.set_xlabel("optimisation step")
-ax.set_ylabel("L1 loss (res + noise)")
-ax.set_title("Training loss, tiny preset, All-in-One-5 32²")
+ax.plot(range(w, LOOP_STEPS + 1), losses.unfold(0, w, 1).mean(1).numpy(), label="running mean")
+ax.set(xlabel="optimisation step", ylabel="L1 loss (res + noise)", title="Training loss, tiny, 32²")
 ax.legend()
 fig.tight_layout()
 savefig(fig, "07_loss_curve")
@@ -505,53 +292,29 @@ plt.show()
 # %% [markdown]
 # ## 6. The EMA of the weights
 #
-# Diffusion models are evaluated with an **exponential moving average** of the weights, not the
-# raw ones: after every step
-#
-# $$\theta_\text{ema} \leftarrow d_k\,\theta_\text{ema} + (1 - d_k)\,\theta,\qquad
-#   d_k = \min\!\Big(d, \frac{1 + k}{10 + k}\Big),\ d = 0.995,$$
-#
-# which averages out the step-to-step jitter of SGD. The warm-up $(1+k)/(10+k)$ lets the average
-# forget the random initialisation quickly at the start. With $d = 0.995$ the average spans about
-# $1/(1-d) = 200$ steps. Because $0 \le d_k \le 1$, every new EMA weight is a convex combination
-# and lies **between** the old EMA weight and the new raw weight. We check one update.
+# Diffusion models are evaluated with an **exponential moving average** of the weights, updated
+# after every step: $\theta_\text{ema} \leftarrow d_k\,\theta_\text{ema} + (1 - d_k)\,\theta$,
+# $d_k = \min(d, (1 + k)/(10 + k))$, $d = 0.995$: it averages out SGD's jitter (over ~$1/(1-d) = 200$
+# steps at full decay), and each new EMA weight lies **between** the old one and the new raw one.
 
 # %%
-print(
-    "decay d_k at k = 0, 10, 100, 1000:",
-    [round(trainer.ema_decay_at(kk), 4) for kk in (0, 10, 100, 1000)],
-)
-
-
-def flat(m: torch.nn.Module) -> torch.Tensor:
-    """All parameters of ``m`` as one detached vector."""
-    return torch.cat([p.detach().reshape(-1) for p in m.parameters()])
-
-
-ema_old = flat(trainer.ema).clone()
-d_k = trainer.ema_decay_at(trainer.step)
+flat = torch.nn.utils.parameters_to_vector  # all parameters as one vector
+print("d_k at step k:", {j: round(trainer.ema_decay_at(j), 3) for j in (0, 10, 100, 1000)})
+ema_old, d_k = flat(trainer.ema.parameters()).clone(), trainer.ema_decay_at(trainer.step)
 trainer.train_step()  # one more step beyond the loop: step LOOP_STEPS + 1
-raw_new, ema_new = flat(trainer.model), flat(trainer.ema)
-print(f"d_k = {d_k:.4f};  max |θ_ema − θ| = {float((ema_new - raw_new).abs().max()):.4f}")
-assert not torch.equal(ema_new, raw_new)  # the EMA is not the raw model
+raw_new, ema_new = flat(trainer.model.parameters()).detach(), flat(trainer.ema.parameters())
+assert not torch.equal(ema_new, raw_new)  # the EMA is not the raw model, but this mixture:
 assert torch.allclose(ema_new, d_k * ema_old + (1 - d_k) * raw_new, atol=1e-6)
 lo, hi = torch.minimum(ema_old, raw_new), torch.maximum(ema_old, raw_new)
 assert bool(((ema_new >= lo - 1e-6) & (ema_new <= hi + 1e-6)).all())
-# with d_k close to 1 the EMA moves only a little toward the new weights
-assert float((ema_new - ema_old).abs().max()) < float((raw_new - ema_old).abs().max())
+assert float((ema_new - ema_old).abs().max()) < float((raw_new - ema_old).abs().max())  # d_k ≈ 1
 
 # %% [markdown]
 # ## 7. Evaluation on held-out patches
 #
-# Restoration is scored on the **test** patches (unseen source photographs): restore each degraded
-# patch with `SAMPLING_STEPS` = 5 steps of the deterministic ($\eta = 0$) RDDM sampler, starting at
-# $I_\text{in} + \bar\beta_{T-1} z$, and compare with the clean target by PSNR (dB) and SSIM. The
-# essential baseline is the degraded input itself: a restoration model is only useful where it
-# beats `psnr_in` / `ssim_in`.
-#
-# `evaluate_model` scores the *first* `n` test patches. The test split is ordered by source photo
-# (the first 60 are all from one photograph), so for a small `n` we pass an evenly spaced selection
-# of all 180 (any object with uint8 `clean` and `degraded` tensors works as the test source).
+# Each degraded **test** patch is restored by 5 steps of the $\eta = 0$ sampler from $I_\text{in} +
+# \bar\beta_{T-1} z$ and scored by PSNR (dB) and SSIM; the baseline is the input itself (`psnr_in`).
+# `TestPatches`: the uint8 pairs `evaluate_model` reads, with task ids, spread over the photographs.
 
 
 # %%
@@ -568,55 +331,30 @@ def spread(n: int) -> torch.Tensor:
     return torch.linspace(0, len(test_set) - 1, n).round().long()
 
 
+SHOW = "PSNR {psnr:.2f} dB, SSIM {ssim:.4f} (the input: {psnr_in:.2f} dB, {ssim_in:.4f})"
 test_src = TestPatches(spread(EVAL_IMAGES))
-print(
-    "test patches per task:",
-    dict(zip(data.tasks, torch.bincount(test_src.task, minlength=5).tolist(), strict=True)),
-)
-
-t0 = time.perf_counter()
-scores_here = evaluate_model(
-    trainer.ema, cfg, test_src, n_images=EVAL_IMAGES, sampling_steps=SAMPLING_STEPS
-)
-print(
-    f"model trained here ({trainer.step} steps, EMA), {EVAL_IMAGES} test patches, "
-    f"{time.perf_counter() - t0:.1f} s:"
-)
-print(f"  restored: PSNR {scores_here['psnr']:.2f} dB, SSIM {scores_here['ssim']:.4f}")
-print(f"  input   : PSNR {scores_here['psnr_in']:.2f} dB, SSIM {scores_here['ssim_in']:.4f}")
-
-# the input baseline, recomputed independently
-clean01 = test_src.clean.float() / 255
-deg01 = test_src.degraded.float() / 255
+scores_here = evaluate_model(trainer.ema, cfg, test_src, EVAL_IMAGES, SAMPLING_STEPS)
+print(f"trained here ({trainer.step} steps, EMA):", SHOW.format(**scores_here))
+clean01, deg01 = test_src.clean.float() / 255, test_src.degraded.float() / 255  # the baseline:
 assert abs(float(psnr(deg01, clean01).mean()) - scores_here["psnr_in"]) < 1e-3
 assert abs(float(ssim(deg01, clean01).mean()) - scores_here["ssim_in"]) < 1e-4
-assert all(math.isfinite(v) for v in scores_here.values())
-assert 0 < scores_here["ssim"] <= 1
+assert all(math.isfinite(v) for v in scores_here.values()) and 0 < scores_here["ssim"] <= 1
 
 # %% [markdown]
-# After a few hundred steps the tiny model usually does **not** beat the input yet: it has learnt
-# to remove noise from $I_T$ but not yet to undo most degradations. (The output above shows the
-# honest numbers.) Section 9 uses a longer-trained checkpoint.
-
-# %% [markdown]
+# After a few hundred steps the tiny model does **not** beat the input yet: it has learnt to remove
+# the noise of $I_T$, not to undo most degradations. Section 9 uses a longer-trained checkpoint.
+#
 # ## 8. L1 or L2? A measured comparison
 #
-# RDDM trains its restoration networks with the **L1** loss $\operatorname{mean}|\hat y - y|$; DRDD's
-# code (and our DRDD configs, notebook 08) uses **L2**, $\operatorname{mean}(\hat y - y)^2$. The textbook
-# argument: L2 is minimised by the posterior *mean* and punishes large errors quadratically, L1 by
-# the posterior *median* and is less swayed by a few large errors — which is claimed to give
-# sharper restorations. Arguments are cheap; here is a measurement.
-#
-# **The set-up.** The configuration of section 1 with only the loss changed, trained for
-# `LOSS_STEPS` steps on 16×16 crops of the same patches (to keep it cheap), for `LOSS_SEEDS`
-# seeds. A seed fixes the initial weights *and* every batch, so within a seed the L1 and L2 runs
-# differ only by the loss: the comparison is **paired**. The score is the PSNR of each EMA model on
-# the same `LOSS_EVAL` held-out patches (centre 16×16 crops, 5 sampling steps).
+# RDDM trains restoration with the **L1** loss $\operatorname{mean}|\hat y - y|$, DRDD's code (and
+# notebook 08) with **L2**, $\operatorname{mean}(\hat y - y)^2$ (minimised by the posterior *mean*; L1 by
+# the *median*, claimed to restore sharper). We measure: section 1's config with only the loss
+# changed, `LOSS_STEPS` steps on 16² crops, `LOSS_SEEDS` seeds; a seed fixes the initial weights
+# *and* every batch, so a seed's two runs differ only by the loss (**paired**).
 #
 # **The verdict rule**, fixed before looking: with $d_s = \text{PSNR}_\text{L1} - \text{PSNR}_\text{L2}$
-# for seed $s$, the data say "L1 better" if every $d_s > 0$ and $\bar d > 2\,\text{SE}(d)$ (SE = the
-# standard deviation of the $d_s$ over $\sqrt{n}$), "L2 better" in the mirror case, and "cannot tell"
-# otherwise — always with fewer than 3 seeds.
+# for seed $s$, "L1 better" if every $d_s > 0$ and $\bar d > 2\,\text{SE}(d)$ (SE = std of the $d_s$
+# over $\sqrt{n}$), "L2 better" in the mirror case, else "cannot tell" — always below 3 seeds.
 #
 # **Predict, then run.** Which loss gives the higher PSNR after a short training, and by how much?
 # Will either model beat the degraded input?
@@ -624,70 +362,43 @@ assert 0 < scores_here["ssim"] <= 1
 
 # %%
 def train_and_score(loss: str, seed: int) -> dict[str, float]:
-    """Scores (evaluate_model) of the EMA model after LOSS_STEPS steps of the section-1 config
-    with ``loss`` and ``seed``, on 16² crops."""
-    cfg_l = cfg.replace(loss=loss, seed=seed, steps=LOSS_STEPS, image_size=16, data_size=32)
-    tr = Trainer(cfg_l)
+    """evaluate_model scores of the EMA model after LOSS_STEPS steps with ``loss``, ``seed``."""
+    tr = Trainer(cfg.replace(loss=loss, seed=seed, steps=LOSS_STEPS, image_size=16, data_size=32))
     for _ in tr.steps():
         pass
-    return evaluate_model(
-        tr.ema, cfg_l, loss_src, n_images=LOSS_EVAL, sampling_steps=SAMPLING_STEPS
-    )
+    return evaluate_model(tr.ema, tr.config, loss_src, LOSS_EVAL, SAMPLING_STEPS)
 
 
-loss_src = TestPatches(spread(LOSS_EVAL))
-loss_scores = {"l1": [], "l2": []}
-runs_l = [(seed, loss) for seed in range(LOSS_SEEDS) for loss in ("l1", "l2")]
-for seed, loss in tqdm(runs_l, desc="L1 vs L2 runs"):
+loss_src, loss_scores = TestPatches(spread(LOSS_EVAL)), {"l1": [], "l2": []}
+for seed, loss in tqdm([(s, lo) for s in range(LOSS_SEEDS) for lo in ("l1", "l2")], desc="runs"):
     loss_scores[loss].append(train_and_score(loss, seed))
-psnr_l1 = torch.tensor([s["psnr"] for s in loss_scores["l1"]], dtype=torch.float64)
-psnr_l2 = torch.tensor([s["psnr"] for s in loss_scores["l2"]], dtype=torch.float64)
+per_seed = [[s["psnr"] for s in loss_scores[lo]] for lo in ("l1", "l2")]
+psnr_l1, psnr_l2 = torch.tensor(per_seed, dtype=torch.float64)
 psnr_input = loss_scores["l1"][0]["psnr_in"]
-d = psnr_l1 - psnr_l2
-n_seeds = len(d)
+d, n_seeds = psnr_l1 - psnr_l2, LOSS_SEEDS
 se = float(d.std() / math.sqrt(n_seeds)) if n_seeds > 1 else math.inf
-if n_seeds >= 3 and bool((d > 0).all()) and float(d.mean()) > 2 * se:
-    verdict = "L1 better"
-elif n_seeds >= 3 and bool((d < 0).all()) and -float(d.mean()) > 2 * se:
-    verdict = "L2 better"
-else:
-    verdict = "cannot tell"
-for seed in range(n_seeds):
-    print(
-        f"seed {seed}: PSNR L1 {float(psnr_l1[seed]):.2f} dB, L2 {float(psnr_l2[seed]):.2f} dB, "
-        f"difference {float(d[seed]):+.2f}"
-    )
-spread_l1 = float(psnr_l1.std()) if n_seeds > 1 else float("nan")
-spread_l2 = float(psnr_l2.std()) if n_seeds > 1 else float("nan")
-print(
-    f"L1 {float(psnr_l1.mean()):.2f} ± {spread_l1:.2f} dB, L2 {float(psnr_l2.mean()):.2f} ± "
-    f"{spread_l2:.2f} dB (mean ± std over {n_seeds} seeds); input {psnr_input:.2f} dB"
-)
-print(f"paired difference L1 − L2: {float(d.mean()):+.2f} dB (SE {se:.2f}) → verdict: {verdict}")
-assert verdict in ("L1 better", "L2 better", "cannot tell")
+verdict = "cannot tell"
+if n_seeds >= 3 and bool((d > 0).all() or (d < 0).all()) and abs(float(d.mean())) > 2 * se:
+    verdict = "L1 better" if float(d.mean()) > 0 else "L2 better"
+print(f"PSNR per seed: L1 {psnr_l1.tolist()}, L2 {psnr_l2.tolist()}; input {psnr_input:.2f} dB")
+print(f"L1 − L2 = {float(d.mean()):+.2f} dB (SE {se:.2f}) → verdict: {verdict}")
 assert torch.isfinite(psnr_l1).all() and torch.isfinite(psnr_l2).all()
 # after so few steps neither model restores anything yet: both are below the do-nothing input
 assert float(torch.cat([psnr_l1, psnr_l2]).max()) < psnr_input
-if not is_smoke():
-    # measured at full size (3 seeds × 150 steps): L2 ahead in every seed, by about 1–2 dB
-    assert verdict == "L2 better", verdict
+# measured at full size (3 seeds × 150 steps): L2 ahead in every seed, by about 1–2 dB
+assert is_smoke() or verdict == "L2 better", verdict
 
 # %% [markdown]
-# **What this measurement says, and its limits.** At full size L2 comes out ahead in every seed
-# (the printout above; at smoke size there are too few seeds for any verdict). But read the scale:
-# both models are still several dB *below the input* — this compares the first hundred-odd steps of
-# learning, where L2's large gradient on large errors pulls the outputs into range faster. It says
-# nothing about the converged models RDDM compares (~10⁵ steps at 256², where it reports L1 as the
-# better choice for restoration); 16×16 crops, one learning rate and 60 test patches are further
-# limits. To test RDDM's choice you would rerun this with `LOSS_STEPS` in the thousands
-# (exercise 7).
-
-# %% [markdown]
+# **What this says, and its limits.** At full size L2 is ahead in every seed (smoke size has too
+# few seeds for a verdict), but both models are still *below the input*: this compares the first
+# hundred-odd steps, where L2's large gradient on large errors pulls the outputs into range faster.
+# It says nothing about the converged models RDDM compares (~10⁵ steps at 256², where it reports L1
+# as better); 16² crops and 60 test patches are further limits. Exercise 7 trains longer.
+#
 # ## 9. A longer-trained checkpoint and 5-step restoration
 #
-# We load the shipped checkpoint if it is there, else keep the model trained above. One
-# restoration with `SAMPLING_STEPS` steps calls the network exactly `SAMPLING_STEPS` times, on the
-# time grid of notebook 02.
+# The shipped checkpoint if it is there, else the model trained above. A restoration with
+# `SAMPLING_STEPS` steps calls the network exactly that often, on the time grid of notebook 02.
 
 # %%
 if SHIPPED.is_file():
@@ -699,20 +410,14 @@ else:
     source = f"no shipped checkpoint: the model trained above ({trainer.step} steps, EMA)"
 print(source)
 
-# %% [markdown]
-# The shipped checkpoint comes with its training log (`log.jsonl` of the run: the loss every 10
-# steps and an evaluation every 200 steps on the *first* 16 test patches, all from one photograph).
-# It shows the long-run picture the 60–400 steps above cannot: the loss keeps falling slowly, and
-# the restored PSNR climbs past the input's only after a while.
-
 # %%
+# its log (loss; every 200 steps the first 16 test patches): the PSNR passes the input's only late
 if SHIPPED_LOG.is_file():
     records = [json.loads(line) for line in SHIPPED_LOG.read_text().splitlines() if line.strip()]
-    log_steps = torch.tensor([r["step"] for r in records], dtype=torch.float32)
     log_loss = torch.tensor([r["loss"] for r in records])
     evals = [(r["step"], r["eval"]) for r in records if "eval" in r]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 2.8))
-    ax1.plot(log_steps.numpy(), log_loss.numpy(), lw=0.6)
+    ax1.plot([r["step"] for r in records], log_loss.numpy(), lw=0.6)
     ax1.set(xlabel="step", ylabel="L1 loss", title="shipped run: training loss")
     ax2.plot([e[0] for e in evals], [e[1]["psnr"] for e in evals], "o-", ms=3, label="restored")
     ax2.axhline(evals[0][1]["psnr_in"], color="gray", ls=":", label="input")
@@ -724,43 +429,20 @@ if SHIPPED_LOG.is_file():
     assert records[-1]["step"] == best_ck["step"]
     n10 = max(1, len(log_loss) // 10)
     assert float(log_loss[-n10:].mean()) < float(log_loss[:n10].mean())
-else:
-    print("no training log next to the checkpoint")
 
 # %%
-calls = []
-
-
-def counting_model(x_t_, t_, x_in_):
-    calls.append(int(t_[0]))
-    return best(x_t_, t_, x_in_)
-
-
-g = seed_everything(7)
-x_in_demo = to_model_range(deg01[:4])
-out = sample(
-    counting_model, x_in_demo, best_cfg.make_schedule(), SAMPLING_STEPS, mode=best.mode, generator=g
-)
-print("network called at t =", calls)
-assert calls == [tt for tt, _ in timestep_pairs(best_cfg.T, SAMPLING_STEPS)]
-assert out.shape == x_in_demo.shape and torch.isfinite(out).all()
-
-t0 = time.perf_counter()
-scores = evaluate_model(
-    best, best_cfg, test_src, n_images=EVAL_IMAGES, sampling_steps=SAMPLING_STEPS
-)
-print(f"{EVAL_IMAGES} test patches, {SAMPLING_STEPS} steps, {time.perf_counter() - t0:.1f} s:")
-print(f"  restored: PSNR {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.4f}")
-print(f"  input   : PSNR {scores['psnr_in']:.2f} dB, SSIM {scores['ssim_in']:.4f}")
-print(
-    f"  gain    : PSNR {scores['psnr'] - scores['psnr_in']:+.2f} dB, "
-    f"SSIM {scores['ssim'] - scores['ssim_in']:+.4f}"
-)
+calls = []  # the timestep of every network call, caught by a hook on the network
+hook = best.register_forward_pre_hook(lambda mod, args: calls.append(int(args[1][0])))
+scores = evaluate_model(best, best_cfg, test_src, EVAL_IMAGES, SAMPLING_STEPS)
+hook.remove()
+print(f"{EVAL_IMAGES} test patches, {SAMPLING_STEPS} steps:", SHOW.format(**scores))
+grid_t = [tt for tt, _ in timestep_pairs(best_cfg.T, SAMPLING_STEPS)]
+print("network called at t =", calls[: len(grid_t)], "for each batch")
+assert calls and calls == grid_t * (len(calls) // len(grid_t)) and math.isfinite(scores["psnr"])
 assert scores["psnr_in"] == scores_here["psnr_in"]  # same test patches
 
 # %% [markdown]
-# An average hides a lot. The same restorations split by degradation (PSNR / SSIM, restored vs
-# input):
+# An average hides a lot. The same restorations by degradation (PSNR / SSIM, restored vs input):
 
 # %%
 clean_e, input_e, restored_e = restore_test_images(
@@ -805,33 +487,18 @@ if SHIPPED.is_file():
 # measures that.
 
 # %%
-# for the figure: two patches per degradation, from different photographs
-fig_idx = torch.cat(
-    [
-        torch.nonzero(test_set.task == k).flatten()[[len(test_set) // 20, -len(test_set) // 20]]
-        for k in range(len(data.tasks))
-    ]
-)
-fig_src = TestPatches(fig_idx)
-N_FIG = len(fig_idx)
-clean_v, start_v, restored_v = restore_test_images(
-    best, best_cfg, fig_src, n_images=N_FIG, sampling_steps=SAMPLING_STEPS
-)
+# two patches per degradation, from different photographs; rows: input, restored, target
+pick_k = [len(test_set) // 20, -len(test_set) // 20]
+fig_idx = torch.cat([torch.nonzero(test_set.task == k).flatten()[pick_k] for k in range(5)])
+fig_src, N_FIG = TestPatches(fig_idx), len(fig_idx)
+clean_v, start_v, restored_v = restore_test_images(best, best_cfg, fig_src, N_FIG, SAMPLING_STEPS)
+grid = torch.cat([torch.cat(list(r.clamp(0, 1)), -1) for r in (start_v, restored_v, clean_v)], -2)
 tasks_v = [data.tasks[i] for i in fig_src.task.tolist()]
-fig, axes = plt.subplots(3, N_FIG, figsize=(N_FIG, 3.3))
-for j in range(N_FIG):
-    for i, (img, name) in enumerate(
-        ((start_v, "input"), (restored_v, "restored"), (clean_v, "target"))
-    ):
-        ax = axes[i, j]
-        ax.imshow(img[j].clamp(0, 1).permute(1, 2, 0).numpy())
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if j == 0:
-            ax.set_ylabel(name, fontsize=8)
-        if i == 0:
-            ax.set_title(tasks_v[j], fontsize=8)
-fig.suptitle(f"{SAMPLING_STEPS}-step RDDM restoration of held-out patches", fontsize=9)
+fig, ax = plt.subplots(figsize=(N_FIG, 3.3))
+ax.imshow(grid.permute(1, 2, 0).numpy())
+ax.set_xticks([32 * j + 15.5 for j in range(N_FIG)], tasks_v, fontsize=8, rotation=45)
+ax.set_yticks([16, 48, 80], ["input", "restored", "target"], fontsize=8)
+ax.set_title(f"{SAMPLING_STEPS}-step RDDM restoration of held-out patches", fontsize=9)
 fig.tight_layout()
 p = savefig(fig, "07_samples")
 plt.show()
@@ -842,133 +509,81 @@ assert sorted(set(tasks_v)) == sorted(data.tasks)  # every degradation is shown
 # %% [markdown]
 # ## Appendix: inside a checkpoint
 #
-# Not needed for the rest of the course, but useful the day a run is interrupted. A checkpoint is one `.pt` file holding plain data only (tensors, numbers, strings, dicts):
-# the raw and EMA weights, the optimiser state, the step, the config as JSON and the RNG states. It
-# is written atomically (a temporary file, `fsync`, then a rename), so a crash never leaves a torn
-# file under the final name, and it can be read with `torch.load(..., weights_only=True)`, which
-# refuses to execute code from the file. `model_from_checkpoint` rebuilds the network from the
-# stored config and loads the EMA (default) or the raw weights.
+# Not needed later. A checkpoint is one `.pt` file of plain data (weights, EMA, optimiser state,
+# step, config, RNG states) written atomically, readable with `torch.load(weights_only=True)` (no
+# code runs); a file cut short (a full disk, a killed copy) raises a `CheckpointError` naming it.
 
 # %%
 tmp = Path(tempfile.mkdtemp(prefix="drdd07-"))
-path = ckpt_io.save_checkpoint(
-    ckpt_io.checkpoint_path(tmp, trainer.step),
-    model=trainer.model,
-    ema=trainer.ema,
-    optimizer=trainer.optimizer,
-    step=trainer.step,
-    config=cfg.to_json(),
-    extra={"note": "notebook 07, appendix"},
-)
-print(path.name, f"{path.stat().st_size / 1e6:.2f} MB")
-
+parts = dict(model=trainer.model, ema=trainer.ema, optimizer=trainer.optimizer)
+path = ckpt_io.checkpoint_path(tmp, trainer.step)
+ckpt_io.save_checkpoint(path, step=trainer.step, config=cfg.to_json(), **parts)
 raw = torch.load(path, map_location="cpu", weights_only=True)
-print("keys:", sorted(raw))
+print(path.name, f"{path.stat().st_size / 1e6:.2f} MB; keys:", sorted(raw))
 assert raw["step"] == trainer.step and raw["format_version"] == ckpt_io.FORMAT_VERSION
-
-reloaded, cfg_back, _ = model_from_checkpoint(path)  # EMA weights
-reloaded_raw, _, _ = model_from_checkpoint(path, use_ema=False)
-assert cfg_back == cfg
-with torch.no_grad():
-    a = trainer.ema(x_t, t, x_in)
-    b = reloaded(x_t, t, x_in)
-    c = trainer.model.eval()(x_t, t, x_in)
-    d = reloaded_raw(x_t, t, x_in)
-trainer.model.train()
-assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))  # bit-identical outputs
-assert all(torch.equal(u, v) for u, v in zip(c, d, strict=True))
-print("reloaded EMA and raw models give bit-identical outputs")
-
-# %% [markdown]
-# A file cut short — a full disk, a killed copy — must not be mistaken for a fresh start. Loading
-# it raises a `CheckpointError` that names the file and says what to do.
-
-# %%
+reloaded, cfg_back, _ = model_from_checkpoint(path)  # the EMA network, rebuilt from its config
+with torch.no_grad():  # bit-identical outputs
+    same = all(map(torch.equal, trainer.ema(x_t, t, x_in), reloaded(x_t, t, x_in)))
+assert cfg_back == cfg and same
 broken = tmp / "truncated.pt"
-blob = path.read_bytes()
-broken.write_bytes(blob[: len(blob) // 2])
+broken.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 try:
     ckpt_io.load_checkpoint(broken)
-except ckpt_io.CheckpointError as err:
-    message = str(err)
-    print(message)
-else:
     raise AssertionError("a truncated checkpoint was accepted")
+except ckpt_io.CheckpointError as err:
+    print(message := str(err))
 assert "truncated or corrupt" in message and str(broken) in message
-shutil.rmtree(tmp)  # the temporary checkpoints are not needed any more
+shutil.rmtree(tmp)
 
 # %% [markdown]
 # ## What you learned
 #
-# * A run is one `TrainConfig`; `Trainer(cfg)` builds the seeded network, its EMA copy, AdamW, the
-#   schedule and the data, and `trainer.batch(k)` is a pure function of `(seed, k)`.
-# * The network is a UNet that reads $t$ through a sinusoidal embedding and an MLP (a per-channel
-#   scale and shift in every ResNet block) and reads $I_\text{in}$ by concatenation: its first
-#   convolution sees 6 channels. The tiny preset has 0.24 M parameters, the reference 36.26 M.
-# * RDDM's SM-Res-N loss is: draw $t$ and $\epsilon$, build $I_t$ by (R2) in one shot, and take
-#   $\operatorname{mean}|\hat I_\text{res} - I_\text{res}| + \operatorname{mean}|\hat\epsilon - \epsilon|$ —
-#   you computed it by hand and matched the trainer to $10^{-5}$.
-# * One step = loss → backward → gradient clipping → AdamW → EMA update
-#   $\theta_\text{ema} \leftarrow d_k\theta_\text{ema} + (1-d_k)\theta$; the loss falls on a fixed batch
-#   and, more slowly and noisily, over the loop.
-# * Scores mean something only next to the do-nothing baseline: after a few hundred steps the
-#   tiny model is below its input; the shipped 6 000-step checkpoint beats it on four of five
-#   degradations and loses on mild blur.
-# * L1 versus L2 is an empirical question: a paired, seeded comparison with a verdict rule fixed in
-#   advance answers it *for the setting measured* (here: L2 ahead early in training) — and no more.
-# * (Appendix) Checkpoints are plain-data files written atomically; a truncated one is refused
-#   with a message that names it.
+# * A run is one `TrainConfig`; `Trainer(cfg)` builds everything, `trainer.batch(k)` is a pure
+#   function of `(seed, k)`. One step = loss → backward → clipping → AdamW → EMA update.
+# * The UNet reads $t$ through a sinusoidal embedding and an MLP (a scale and shift in every ResNet
+#   block) and $I_\text{in}$ by concatenation. Tiny: 0.24 M parameters; the reference: 36.26 M.
+# * RDDM's SM-Res-N loss draws $t$ and $\epsilon$, builds $I_t$ by (R2) and takes
+#   $\operatorname{mean}|\hat I_\text{res} - I_\text{res}| + \operatorname{mean}|\hat\epsilon - \epsilon|$.
+# * Scores mean something only next to the do-nothing baseline: the tiny model trained here is
+#   below its input; the shipped checkpoint beats it on four of five degradations, not on mild blur.
+# * L1 versus L2 is empirical: a paired, seeded comparison with a rule fixed in advance answers it
+#   *for the setting measured* (here: L2 ahead early in training) — no more.
 #
 # ## Exercises
 #
-# 1. **SM-Res instead of SM-Res-N.** Build a trainer with
-#    `cfg.replace(objective="pred_res")` and recompute the loss of section 3 by hand. Which term
-#    disappears, and what does the sampler use for $\hat\epsilon$?
-#    *Hint:* notebook 02, the conversion $\hat\epsilon = (I_t - I_\text{in} - (\bar\alpha_t - 1)\hat
-#    I_\text{res})/\bar\beta_t$; check `model.mode`.
-# 2. **Raw versus EMA.** Evaluate `trainer.model` and `trainer.ema` on the same test patches after
-#    section 5. Which is better after 60 steps, and why could the EMA be *worse* so early?
-#    *Hint:* with $d = 0.995$ the EMA still remembers weights from ~200 steps ago; look at
-#    `ema_decay_at`.
-# 3. **Exact resume.** With an `out_dir` in a temporary folder and `ckpt_every = 20`, train 40
-#    steps, then start a new `Trainer(cfg, resume=True)` with `steps = 60` and compare its final
-#    weights with an uninterrupted 60-step run.
-#    *Hint:* every random draw of step $k$ depends only on `(seed, k)` (`trainer.batch(k)`), so
-#    `torch.equal` should hold on the CPU with the same thread count.
-# 4. **How many sampling steps?** Score the checkpoint of section 9 with 1, 2, 5 and 10 sampling
-#    steps. Is more always better?
-#    *Hint:* pass `sampling_steps=` to `evaluate_model`; RDDM reports ≤ 5 steps suffice.
-# 5. **Per-task scores.** Split the PSNR gain of section 9 by degradation (`test_src.task`). Which
-#    tasks does the tiny model help, which does it hurt?
-#    *Hint:* `restore_test_images` returns `(clean, input, restored)`; `psnr` returns one value
-#    per image.
+# 1. **SM-Res instead of SM-Res-N.** Recompute the loss of section 3 by hand for a trainer built
+#    with `cfg.replace(objective="pred_res")`. Which term disappears, and what does the sampler use
+#    for $\hat\epsilon$? *Hint:* notebook 02; `model.mode`.
+# 2. **Raw versus EMA.** Score `trainer.model` and `trainer.ema` on the same test patches. Which is
+#    better after 60 steps, and why could the EMA be *worse* so early? *Hint:* `ema_decay_at`.
+# 3. **Exact resume.** With an `out_dir` in a temporary folder and `ckpt_every = 20`, train 40 of
+#    60 steps, resume with `Trainer(cfg, resume=True)` and compare the final weights with an
+#    uninterrupted run. *Hint:* step $k$'s random draws depend only on `(seed, k)`: `torch.equal`.
+# 4. **How many sampling steps?** Score section 9's checkpoint with 1, 2, 5 and 10 sampling steps.
+#    Is more always better?
+# 5. **Per-task scores.** Split section 9's PSNR gain by degradation and by patch (`test_src.task`).
+#    Which tasks does the tiny model help or hurt, and do all patches of a task agree?
 # 6. **The loss at one timestep.** Evaluate the loss of section 3 at fixed $t = 0, 250, 500, 999$
-#    for the trained model. Where is the residual hard to predict, where the noise?
-#    *Hint:* at $t = 0$, $\bar\beta_0 \approx 0$, so $I_t \approx I_0$ and the noise is almost
-#    invisible.
+#    for the trained model. Where is the residual hard to predict, where the noise? *Hint:* at
+#    $t = 0$, $\bar\beta_0 \approx 0$, so $I_t \approx I_0$ and the noise is almost invisible.
 # 7. **L1 or L2, trained longer.** Rerun section 8 with `LOSS_STEPS = 2000` and 32×32 crops
-#    (several minutes per run). Does the verdict survive once the models beat their input?
-#    *Hint:* keep the verdict rule of section 8 unchanged — deciding the rule after seeing the data
-#    is how spurious effects are found.
+#    (minutes per run). Does the verdict survive once the models beat their input? *Hint:* keep the
+#    verdict rule unchanged — choosing the rule after seeing the data is how spurious effects arise.
 #
 # ### Graded exercises
 #
-# The next two exercises are graded automatically (`drdd-edu assignments grade`). In your copy of
-# the notebook each function body is `raise NotImplementedError()`: replace it with your code and
-# keep the function's name and signature. The test cell below each exercise shows some of the
-# checks; the grader adds hidden ones (other batches and networks, boundary values, and a check
-# that you did not call the library function you are re-implementing) and restores the test
-# cells, so editing them does not change your score.
+# Graded automatically (`drdd-edu assignments grade`): replace each `raise NotImplementedError()`
+# with your code, keeping the function's name and signature. The test cell below each exercise
+# shows some checks; the grader adds hidden ones (other batches and networks, boundary values, no
+# call of the library function you re-implement) and restores the test cells.
 #
-# **Exercise A (2 points) — one training loss by hand.** Write
-# `my_training_loss(model, batch, schedule)`: RDDM's SM-Res-N training loss on one batch (a dict as
-# returned by `trainer.batch(k)`: `x0`, `x_in`, `t`, `noise`). Build $I_t = I_0 + \bar\alpha_t I_\text{res}
-# + \bar\beta_t\epsilon$ (R2) from `schedule.alphas_cumsum` and `schedule.betas_cumsum`, call
+# **Exercise A (2 points) — one training loss by hand.** Write `my_training_loss(model, batch,
+# schedule)`: RDDM's SM-Res-N loss on one batch (a dict like `trainer.batch(k)`: `x0`, `x_in`, `t`,
+# `noise`). Build $I_t$ by (R2) from `schedule.alphas_cumsum` and `schedule.betas_cumsum`, call
 # `model(I_t, t, x_in)` (it returns $(\hat I_\text{res}, \hat\epsilon)$) and return the 0-d tensor
 # $\operatorname{mean}|\hat I_\text{res} - I_\text{res}| + \operatorname{mean}|\hat\epsilon - \epsilon|$. It must stay
-# differentiable (no `float()`, no `.item()`), and it may not use `q_sample` or the trainer's
-# `loss_on` / `loss_terms`. *Hint:* section 3; `t` holds one timestep per image, so the
-# coefficients need the shape (B, 1, 1, 1).
+# differentiable (no `float()`, no `.item()`) and may not use `q_sample` or the trainer's `loss_on`
+# / `loss_terms`. *Hint:* section 3; the coefficients need the shape (B, 1, 1, 1).
 
 
 # %% nbgrader={"grade": false, "grade_id": "ex07-training-loss", "locked": false, "solution": true, "schema_version": 3}
@@ -1024,37 +639,28 @@ def forbidden_h(*args, **kwargs):
     raise AssertionError("my_training_loss must not call q_sample or the trainer's loss")
 
 
-saved_h = (
-    globals()["q_sample"],
-    diffusion_module_ex.q_sample,
-    train_module_ex.q_sample,
-    Trainer.loss_on,
-    Trainer.loss_terms,
-)
-globals()["q_sample"] = diffusion_module_ex.q_sample = train_module_ex.q_sample = forbidden_h
-Trainer.loss_on = Trainer.loss_terms = forbidden_h
+owners_h = [(diffusion_module_ex, "q_sample"), (train_module_ex, "q_sample")]
+owners_h += [(Trainer, "loss_on"), (Trainer, "loss_terms")]
+saved_h = [getattr(o_h, n_h) for o_h, n_h in owners_h] + [globals()["q_sample"]]
+for o_h, n_h in owners_h:
+    setattr(o_h, n_h, forbidden_h)
+globals()["q_sample"] = forbidden_h
 try:
     with torch.no_grad():
         again_h = my_training_loss(trainer_ex.model, batch_ex, trainer_ex.schedule)
 finally:
-    (
-        globals()["q_sample"],
-        diffusion_module_ex.q_sample,
-        train_module_ex.q_sample,
-        Trainer.loss_on,
-        Trainer.loss_terms,
-    ) = saved_h
+    for (o_h, n_h), f_h in zip(owners_h, saved_h, strict=False):
+        setattr(o_h, n_h, f_h)
+    globals()["q_sample"] = saved_h[-1]
 assert abs(float(again_h) - float(ref_ex)) < 1e-5
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise B (2 points) — the EMA update.** Write `my_ema_update(ema, model, decay)`: update the
-# parameters of the module `ema` **in place** to $\theta_\text{ema} \leftarrow d\,\theta_\text{ema} + (1-d)\,\theta$
-# (section 6; `decay` is $d$) and copy every buffer of `model` into the matching buffer of `ema`
-# (running statistics, for instance). Return nothing. The update must not be recorded by autograd
-# (use `torch.no_grad()`), and the library's `drdd_edu.train.trainer._ema_update` may not be used.
-# *Hint:* walk `zip(ema.parameters(), model.parameters())` and `zip(ema.buffers(), model.buffers())`;
-# `Tensor.mul_`, `add_` and `copy_` work in place.
+# parameters of `ema` **in place** to $\theta_\text{ema} \leftarrow d\,\theta_\text{ema} + (1-d)\,\theta$ (section 6,
+# $d$ = `decay`), copy every buffer of `model` into `ema`'s, return nothing; not recorded by autograd
+# (`torch.no_grad()`), without `drdd_edu.train.trainer._ema_update`. *Hint:* walk
+# `zip(ema.parameters(), model.parameters())` and the buffers; `mul_`, `add_`, `copy_` work in place.
 
 
 # %% nbgrader={"grade": false, "grade_id": "ex07-ema-update", "locked": false, "solution": true, "schema_version": 3}
@@ -1101,35 +707,31 @@ for a_h, b_h in zip(ema_h.parameters(), ema_h_ref.parameters(), strict=True):
     assert a_h.grad_fn is None, "the EMA update was recorded by autograd"
 for a_h, b_h in zip(ema_h.buffers(), net_h.buffers(), strict=True):
     assert torch.equal(a_h, b_h), "buffers must be copied from the model"
+
+
+def close_h(xs, ys, atol):
+    return all(torch.allclose(a, b, atol=atol) for a, b in zip(list(xs), list(ys), strict=True))
+
+
+def forbidden_h(*args, **kwargs):  # replaces the library's update below
+    raise AssertionError("my_ema_update must not call drdd_edu.train.trainer._ema_update")
+
+
 # decay 1 keeps the EMA, decay 0 copies the model
 before_h = [p_h.clone() for p_h in ema_h.parameters()]
 my_ema_update(ema_h, net_h, 1.0)
-assert all(
-    torch.allclose(a_h, b_h, atol=1e-7)
-    for a_h, b_h in zip(ema_h.parameters(), before_h, strict=True)
-)
+assert close_h(ema_h.parameters(), before_h, 1e-7)
 my_ema_update(ema_h, net_h, 0.0)
-assert all(
-    torch.allclose(a_h, b_h, atol=1e-7)
-    for a_h, b_h in zip(ema_h.parameters(), net_h.parameters(), strict=True)
-)
+assert close_h(ema_h.parameters(), net_h.parameters(), 1e-7)
 # the trainer's own update (section 6): one step of the notebook's EMA, redone by hand
 ema_step_h = copy.deepcopy(trainer.ema)
 d_h = trainer.ema_decay_at(trainer.step)
 ema_step_ref_h = copy.deepcopy(trainer.ema)
 my_ema_update(ema_step_h, trainer.model, d_h)
 train_module_ex._ema_update(ema_step_ref_h, trainer.model, d_h)
-assert all(
-    torch.allclose(a_h, b_h, atol=1e-6)
-    for a_h, b_h in zip(ema_step_h.parameters(), ema_step_ref_h.parameters(), strict=True)
-)
-
+assert close_h(ema_step_h.parameters(), ema_step_ref_h.parameters(), 1e-6)
 
 # not the library's update
-def forbidden_h(*args, **kwargs):
-    raise AssertionError("my_ema_update must not call drdd_edu.train.trainer._ema_update")
-
-
 saved_h = train_module_ex._ema_update
 had_global_h = "_ema_update" in globals()
 train_module_ex._ema_update = forbidden_h
