@@ -701,3 +701,15 @@ def test_evaluation_images_are_spread_over_the_test_split():
     assert [round(float(v) * 255) for v in picked[:, 0, 0, 0]] == [0, 3, 6, 9]
     every = torch.cat([c for c, _ in _test_batches(src, cfg, 25, torch.device("cpu"))])
     assert [round(float(v) * 255) for v in every[:, 0, 0, 0]] == list(range(N))
+
+
+def test_evaluation_refuses_float_images():
+    # a PairedPatches' .clean is float in [0, 1]; read as 0–255 it would score silently wrong
+    from drdd_edu.train import TrainConfig
+    from drdd_edu.train.batches import _Source
+    from drdd_edu.train.evaluation import _test_batches
+
+    clean = torch.rand(4, 3, 8, 8)
+    cfg = TrainConfig(image_size=8, batch_size=2)
+    with pytest.raises(TypeError, match="'clean' images must be uint8"):
+        _test_batches(_Source(clean, clean.clone()), cfg, 2, torch.device("cpu"))

@@ -47,6 +47,15 @@ def _test_batches(test_src: Any, cfg: TrainConfig, n: int, device: torch.device)
         clean = torch.rand((n, 3, S, S), generator=g)
         deg = (clean + 0.1 * torch.randn((n, 3, S, S), generator=g)).clamp(0, 1)
     else:
+        for name in ("clean", "degraded"):
+            arr = getattr(test_src, name, None)
+            if not isinstance(arr, Tensor) or arr.dtype != torch.uint8:
+                got = arr.dtype if isinstance(arr, Tensor) else type(arr).__name__
+                raise TypeError(
+                    f"the test source's {name!r} images must be uint8 (0–255, as the trainer's "
+                    f"test_src holds them), got {got}; for a PairedPatches use its clean_u8 / "
+                    "degraded_u8, or the Trainer's test_src"
+                )
         clean = centre_crop(test_src.clean[idx].float() / 255.0, S)
         deg = centre_crop(test_src.degraded[idx].float() / 255.0, S)
     bs = max(1, cfg.batch_size)
