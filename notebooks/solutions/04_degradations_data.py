@@ -20,7 +20,8 @@ within_se(float(zeros_floor.mean()), 0.5, math.sqrt(0.25 / zeros_floor.numel()),
 # %% [markdown]
 # So the read-out noise is what gives a dark pixel a *distribution* at all; without it a black pixel
 # carries no noise, and the low-light residual on black regions would be exactly 0.
-#
+
+# %% [markdown]
 # ### Solution 2 — A motion kernel's length
 #
 # The impulse response is the kernel $k$. Its second moment along the motion direction
@@ -85,7 +86,8 @@ for seed in range(3):
 # A real dehazer does not know $t$ and $A$; it must estimate them, and every error in $t$ is amplified
 # the same way in the far field. This is why haze residuals are large but smooth (section 2.5): a
 # network that gets $t$ and $A$ right has solved the task.
-#
+
+# %% [markdown]
 # ### Solution 4 — Noise PSNR from the residual std
 #
 # For each noise-task test patch the censored-normal moments give $\mathbb E[r^2]$ per pixel; adding

@@ -221,7 +221,7 @@ assert kl_same > 1
 # $\sigma/S$ (0.05 at $\sigma = 1.6$, $S = 32$): the mean differences survive. The standard deviation
 # becomes $\sqrt{s^2 + \sigma^2}$, which squeezes the contrast differences together, so the small
 # texture pairs go to ≈ 0. Hence: curves almost **flat** for the large pairs, the mean over the
-# degradation pairs hardly falls (we measure ≈ 0.99× at $\sigma = 1.6$, against 0.25–0.3× for pooled pixels and
+# degradation pairs hardly falls (we measure ≈ 0.98× at $\sigma = 1.6$, against 0.25–0.3× for pooled pixels and
 # the random conv encoder) — this extractor is nearly immune to harmonisation because it looks only
 # at what noise cannot hide.
 
