@@ -106,8 +106,7 @@ for task in TASKS:
     assert a.shape == clean.shape and a.dtype == clean.dtype and 0 <= float(a.min()) <= float(a.max()) <= 1
     assert degrade(clean.double(), task, seed=0).dtype == torch.float64  # float64 in, float64 out
     assert torch.equal(degrade(clean[0], task, seed=0), a[0])  # a single (3, H, W) image works too
-    # two copies of the same photo: each image draws its own parameters and noise
-    pair = degrade(clean.expand(2, -1, -1, -1).contiguous(), task, seed=0)
+    pair = degrade(clean.expand(2, -1, -1, -1).contiguous(), task, seed=0)  # each image draws its own parameters
     assert float((pair[0] - pair[1]).abs().max()) > 1e-2
     print(f"{task:9s}: seed 0 vs 1 max |diff| = {diff:.3f}; PSNR(seed 0) = {float(metrics.psnr(a, clean)):.1f} dB")
 
@@ -404,14 +403,12 @@ for split in ("train", "test"):
 # %% [markdown]
 # ### 2.5 The residual of each task
 #
-# RDDM and DRDD learn $I_\text{res} = I_\text{in} - I_0$ (twice as large on the model scale $[-1, 1]$):
-#
+# RDDM and DRDD learn $I_\text{res} = I_\text{in} - I_0$ (twice as large on the model scale $[-1, 1]$); over
+# the test split ($[0, 1]$ scale) we expect:
 # * **low light** — large, negative almost everywhere ($s\,x^\gamma \le x$); positive only by noise, $< 0.05$;
 # * **rain** — sparse, thin and **never negative**: $S(1 - x) \ge 0$, and uint8 rounding is monotone;
 # * **noise** — dense, zero-mean up to clipping, std somewhat below $25/255$ (section 1.3);
 # * **blur** — at edges, mean $\approx 0$; **haze** — smooth, mostly positive ($< 0$ only where $J > A \ge 0.72$).
-#
-# Over the test split ($[0, 1]$ scale):
 
 # %%
 clean_te, deg_te, task_te = data.test_clean, data.test_degraded, data.test_task
@@ -442,8 +439,8 @@ assert abs(nz["std"] - std_te) < 0.03 * std_te and nz["std"] < NOISE_SIGMA
 assert abs(nz["mean"] - float(m1_te.mean())) < 0.003
 
 # %% [markdown]
-# The most textured test patch per task: target, input, residual (RGB mean; red +, blue −), and the
-# histogram of all the task's residual values (log scale).
+# The most textured test patch per task (target, input, residual; red +, blue −), and the histogram of
+# all the task's residual values (log scale).
 
 # %%
 seed_everything(0)
@@ -539,7 +536,7 @@ print(f"noise PSNR range [{table['noise']['psnr_min']:.2f}, {table['noise']['psn
 # * Five seeded degradations with physical models (low light $s\,x^\gamma$ + Poisson–Gaussian noise,
 #   screen-blended rain streaks, clipped Gaussian noise, Gaussian/motion blur, haze $J t + A(1 - t)$);
 #   a seed fixes each, and probe images read back its hidden quantities.
-# * Clipping makes the noise residual smaller than $25/255$; the censored normal predicts by how much.
+# * Clipping makes the noise residual smaller than $25/255$, by as much as the censored normal predicts.
 # * All-in-One-5 here: split **by source** into paired train, paired test and unpaired clean target;
 #   tasks balanced ±1; nested stratified fractions; builds reproducible to the SHA-256 content hash.
 # * Residuals differ by task in sign, sparsity and smoothness — one residual network must handle all.
