@@ -89,8 +89,8 @@ N_SE = 5  # Monte-Carlo tolerance in standard errors
 #
 # ### 1.1 Statement and proof
 #
-# **Proposition 3.1 (DRDD).** Let $P \ne Q$ be two distributions on $\mathbb R^D$ and let $P_\sigma$, $Q_\sigma$
-# be the distributions of $X + N$ with $X \sim P$ (resp. $Q$) and independent noise
+# **Proposition 3.1 (DRDD).** Let $P \ne Q$ be two distributions on $\mathbb R^D$ with $\mathrm{KL}(P\|Q) < \infty$,
+# and $P_\sigma$, $Q_\sigma$ the distributions of $X + N$ with $X \sim P$ (resp. $Q$) and independent noise
 # $N \sim \mathcal N(0, \sigma^2 I)$, $\sigma > 0$. Then $\;\mathrm{KL}(P_\sigma \,\|\, Q_\sigma) < \mathrm{KL}(P \,\|\, Q).$
 #
 # **Proof (chain rule of KL).** Take the *pair* $(X, Y)$, $Y = X + N$. Its density is
