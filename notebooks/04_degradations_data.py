@@ -19,37 +19,29 @@
 #
 # **Level:** 2 — intermediate (needs notebook 01).
 #
-# **Prerequisites:** notebook 01 (the residual $I_\text{res} = I_\text{in} - I_0$ between a degraded
-# input and its clean target, and the $[-1, 1]$ model range); convolution of an image with a kernel;
-# the normal distribution and its CDF $\Phi$; basic PyTorch tensors. No training happens here.
+# **Prerequisites:** notebook 01 (the residual $I_\text{res} = I_\text{in} - I_0$, the $[-1, 1]$ model
+# range); convolution; the normal CDF $\Phi$; PyTorch tensors. No training happens here.
 #
 # **Study time:** about 60 minutes, with the exercises 2–3 hours.
 #
 # **Learning goals.** After this notebook you can
 #
-# 1. write down the physical model of each of the five All-in-One-5 degradations — low light, rain,
-#    Gaussian noise ($\sigma = 25/255$), blur and haze — and recover its hidden quantities
-#    (streak map, blur kernel, transmission, airlight) from the library's outputs;
-# 2. explain why clipping to $[0, 1]$ makes the noise residual *smaller* than $25/255$, and predict
-#    by how much;
-# 3. describe how the offline All-in-One-5 benchmark is built: split by **source image** (paired
-#    train, paired test, unpaired clean target), balanced tasks, nested stratified data fractions
-#    (25/50/75/100 %) and a content hash that makes a build reproducible;
+# 1. write down the physical model of the five All-in-One-5 degradations — low light, rain, noise
+#    ($\sigma = 25/255$), blur, haze — and recover their hidden quantities from the library's outputs;
+# 2. explain why clipping to $[0, 1]$ makes the noise residual *smaller* than $25/255$, and by how much;
+# 3. describe the offline benchmark: split by **source image** (paired train and test, unpaired clean
+#    target), balanced tasks, nested stratified fractions (25–100 %), a reproducible content hash;
 # 4. read the residual $I_\text{res}$ of each task: its sign, scale and spatial structure;
-# 5. compute PSNR and SSIM, check them against scikit-image, and explain why the two metrics rank
-#    the degradations differently.
+# 5. compute PSNR and SSIM, check them against scikit-image, and explain why they rank the
+#    degradations differently.
 #
-# **Runtime budget:** CPU only. Smoke size (what the tests run, `DRDD_EDU_SMOKE=1`: 32×32 patches, at
-# most 20 patches per source image, 64×64 demo photo): about 5 s on a 2-core machine. Full size
-# (`DRDD_EDU_SMOKE=0`: the default benchmark, 64×64 patches, all ~1,200 patches, 128×128 demo
-# photo): about 10 s. The test harness allows 180 s.
+# **Runtime budget:** CPU only. Smoke size (the tests, `DRDD_EDU_SMOKE=1`: 32×32 patches, ≤ 20 per photo):
+# about 5 s on 2 cores; full size (64×64, all ~1,200 patches): about 10 s. The harness allows 180 s.
 #
-# **How to read it.** Every claim is followed by an `assert`. Exact identities are checked to
-# float32 precision ($10^{-5}$ on quantities of order 1); statistical claims are checked to
-# **5 standard errors** (a false alarm has probability < $10^{-6}$ per check); statements about the
-# benchmark data are checked on the data itself, with the margin stated next to the check. Every
-# random number is seeded, so the notebook prints the same numbers on every run. Cells marked
-# **Predict, then run** ask you to write down your guess *before* you run the next cell.
+# **How to read it.** Every claim is an `assert`: exact identities to float32 precision ($10^{-5}$),
+# statistical claims to **5 standard errors** (false alarm < $10^{-6}$ per check), claims about the
+# data on the data, margins stated next to the checks. Everything random is seeded. At **Predict,
+# then run** write down your guess *before* you run the next cell.
 
 # %%
 import math
@@ -73,7 +65,6 @@ torch.set_default_dtype(torch.float32)
 IMG_SIZE = pick(128, 64)  # side of the demo photograph in section 1
 DATA_KW = pick({}, {"size": 32, "max_patches_per_image": 20})  # All-in-One-5 build (full: defaults)
 N_SEEDS = 8  # independent degradations per statistical check in section 1
-
 FLOAT32_TOL = 1e-5  # exact identity, float32, quantities of order 1
 METRIC_TOL = 1e-4  # our PSNR/SSIM vs scikit-image
 N_SE = 5.0  # Monte-Carlo tolerance in standard errors
@@ -96,72 +87,45 @@ def within_se(estimate, claim, se, label):
 # %% [markdown]
 # ## 1. Five degradations, five physical models
 #
-# Every degradation in `drdd_edu.degradations` has the same interface:
-#
-# ```python
-# degraded = fn(clean, *, generator=None, **params)   # or degrade(clean, task, seed)
-# ```
-#
-# `clean` is a float batch `(B, 3, H, W)` (or one image `(3, H, W)`) with values in $[0, 1]$, and
-# the output has the same shape, dtype and device, again in $[0, 1]$ (every model ends with a
-# clip). A parameter is either a number or a `(low, high)` pair; a pair means that *each image of
-# the batch draws its own value* uniformly from the range, so a data set gets a family of slightly
-# different degradations. All randomness comes from `generator` (an `int` seed gives a fresh CPU
-# generator), so **a seed fixes the degradation**. The task names, in the order of the DRDD paper's
-# All-in-One-5 benchmark, are `TASKS`.
-#
-# Our demo photograph is the cat `chelsea` bundled with scikit-image (it belongs to the *test*
-# sources of section 2). First the contract: determinism per seed, different seeds give different
-# degradations, the output range and dtype, and per-image parameters within a batch.
+# One interface, `fn(clean, *, generator=None, **params)` or `degrade(clean, task, seed)`: a float batch
+# `(B, 3, H, W)` (or one image) in $[0, 1]$ in, the same shape, dtype and device out, clipped to $[0, 1]$.
+# A parameter is a number or a `(low, high)` range from which *each image draws its own value*; all
+# randomness comes from `generator`, so **a seed fixes the degradation**. On scikit-image's cat
+# `chelsea` (a *test* source of section 2) we check this contract first.
 
 # %%
 clean = toydata.bundled_image("chelsea", IMG_SIZE)  # (1, 3, S, S) in [0, 1]
 assert TASKS == ("low_light", "rain", "noise", "blur", "haze") and tuple(DEGRADATIONS) == TASKS
-
 for task in TASKS:
     fn = DEGRADATIONS[task]
-    a, b = degrade(clean, task, seed=0), degrade(clean, task, seed=0)
-    assert torch.equal(a, b), f"{task}: the same seed must give the same output"
-    assert torch.equal(a, fn(clean, generator=0)), f"{task}: degrade() must equal calling the function"
-    assert torch.equal(a, fn(clean, generator=torch.Generator().manual_seed(0)))
-    other = degrade(clean, task, seed=1)
-    diff = float((a - other).abs().max())
+    a = degrade(clean, task, seed=0)
+    assert torch.equal(a, degrade(clean, task, seed=0)), f"{task}: the same seed must give the same output"
+    assert torch.equal(a, fn(clean, generator=0)) and torch.equal(a, fn(clean, generator=torch.Generator().manual_seed(0)))
+    diff = float((a - degrade(clean, task, seed=1)).abs().max())
     assert diff > 1e-2, f"{task}: seeds 0 and 1 should differ (max |diff| = {diff:.2g})"
     assert a.shape == clean.shape and a.dtype == clean.dtype and 0 <= float(a.min()) <= float(a.max()) <= 1
-    # float64 in, float64 out; a single (3, H, W) image works too
-    assert degrade(clean.double(), task, seed=0).dtype == torch.float64
-    assert torch.equal(degrade(clean[0], task, seed=0), a[0])
-    # a batch of two copies of the same photo: each image draws its own parameters and noise
-    pair = degrade(clean.expand(2, -1, -1, -1).contiguous(), task, seed=0)
+    assert degrade(clean.double(), task, seed=0).dtype == torch.float64  # float64 in, float64 out
+    assert torch.equal(degrade(clean[0], task, seed=0), a[0])  # a single (3, H, W) image works too
+    pair = degrade(clean.expand(2, -1, -1, -1).contiguous(), task, seed=0)  # each image draws its own parameters
     assert float((pair[0] - pair[1]).abs().max()) > 1e-2
-    print(f"{task:9s}: deterministic per seed; seed 0 vs 1 max |diff| = {diff:.3f}; "
-          f"PSNR(seed 0) = {float(metrics.psnr(a, clean)):.1f} dB")
+    print(f"{task:9s}: seed 0 vs 1 max |diff| = {diff:.3f}; PSNR(seed 0) = {float(metrics.psnr(a, clean)):.1f} dB")
 
 # %% [markdown]
 # ### 1.1 Low light
 #
-# A dark exposure with a camera response: per image an exponent $\gamma\sim U[1.5, 2.5]$ and a
-# brightness factor $s\sim U[0.2, 0.5]$, then photon shot noise (variance proportional to the
-# signal, Poisson approximated by a Gaussian) and read-out noise:
+# A dark exposure with a camera response (per image $\gamma\sim U[1.5, 2.5]$, $s\sim U[0.2, 0.5]$), then
+# shot noise (variance ∝ signal, Poisson approximated by a Gaussian) and read-out noise:
 #
 # $$y = s\,x^{\gamma},\qquad I_\text{in} = \mathrm{clip}\big(y + \sqrt{a\,y + b^2}\;n,\ 0, 1\big),
-# \qquad n\sim\mathcal N(0, 1),\ a = 0.002,\ b = 0.005 .$$
+# \qquad n\sim\mathcal N(0, 1),\ a = 0.002 \text{ (`shot_noise`)},\ b = 0.005 \text{ (`read_noise`)}.$$
 #
-# ```python
-# low_light(clean, generator=seed, gamma=(1.5, 2.5), scale=(0.2, 0.5), shot_noise=0.002, read_noise=0.005)
-# ```
-#
-# The random numbers are drawn in a fixed order that does not depend on the image, so with the same
-# seed we can switch the noise off and read $s$ and $\gamma$ off two constant test images:
-# $I(1) = s$ and $I(\tfrac12) = s\,2^{-\gamma}$. Then we check the noise: on pixels with
-# $y \ge 0.05$ (where clipping at 0 would need a $4.4\sigma$ excursion) the standardised noise
-# $(I_\text{in} - y)/\sqrt{a y + b^2}$ must have mean 0 and standard deviation 1.
+# The random draws do not depend on the image, so with the same seed and the noise off two constant
+# images give $I(1) = s$, $I(\tfrac12) = s\,2^{-\gamma}$. On pixels with $y \ge 0.05$ (clipping at 0 needs a
+# $4.4\sigma$ excursion) the standardised noise $(I_\text{in} - y)/\sqrt{a y + b^2}$ has mean 0 and std 1.
 
 # %%
-# fixed parameters, no noise: exactly s · x^γ
 assert torch.allclose(low_light(clean, generator=0, gamma=2.0, scale=0.3, shot_noise=0.0, read_noise=0.0),
-                      0.3 * clean**2, atol=FLOAT32_TOL)
-
+                      0.3 * clean**2, atol=FLOAT32_TOL)  # fixed parameters, no noise: exactly s · x^γ
 ones = torch.ones(1, 3, 8, 8)
 z_all = []
 for seed in range(N_SEEDS):
@@ -171,9 +135,8 @@ for seed in range(N_SEEDS):
     y = s * clean**gamma
     out = low_light(clean, generator=seed)
     assert float(out.mean()) < 0.6 * float(clean.mean()), "low light must darken the image"
-    keep = y >= 0.05
-    z_all.append(((out - y) / torch.sqrt(0.002 * y + 0.005**2))[keep])
-    if seed < 3:
+    z_all.append(((out - y) / torch.sqrt(0.002 * y + 0.005**2))[y >= 0.05])
+    if seed < 2:
         print(f"seed {seed}: s = {s:.3f}, γ = {gamma:.3f}, mean brightness {float(clean.mean()):.3f} → {float(out.mean()):.3f}")
 z_all = torch.cat(z_all).double()
 n_z = z_all.numel()
@@ -183,21 +146,10 @@ within_se(float(z_all.std()), 1.0, 1 / math.sqrt(2 * (n_z - 1)), "standardised l
 # %% [markdown]
 # ### 1.2 Rain
 #
-# Sparse drops (a pixel starts a drop with probability $\rho$, brightness $U[0.5, 1]$) are smeared
-# into parallel slanted streaks by a line kernel $k_{L,\theta}$ (length $L$, angle $\theta$ from the
-# vertical) and screen-blended with opacity $\alpha$:
-#
-# $$S = \alpha\,\mathrm{clip}(D \circledast k_{L,\theta},\ 0, 1),\qquad
-# I_\text{in} = 1 - (1 - x)(1 - S) = x + S\,(1 - x).$$
-#
-# ```python
-# rain(clean, generator=seed, density=(0.004, 0.01), length=(6, 14), angle=(-25, 25), opacity=(0.5, 0.9))
-# ```
-#
-# The screen blend has three consequences we can check. The streak map is the output for a *black*
-# image ($x = 0 \Rightarrow I_\text{in} = S$) and is grey (equal in R, G, B). Rain can only brighten:
-# $I_\text{in} - x = S(1 - x) \ge 0$. And with the same seed, the output of any image follows from
-# $S$ by the formula above.
+# Sparse drops $D$ smeared into slanted streaks by a line kernel $k_{L,\theta}$, screen-blended with opacity
+# $\alpha$: $S = \alpha\,\mathrm{clip}(D \circledast k_{L,\theta}, 0, 1)$, $I_\text{in} = 1 - (1 - x)(1 - S) = x + S(1 - x)$.
+# So the output for a *black* image is $S$ (grey); rain only brightens, $I_\text{in} - x = S(1 - x) \ge 0$;
+# and with the same seed any image's output follows from $S$.
 
 # %%
 black = torch.zeros_like(clean)
@@ -208,39 +160,27 @@ for seed in range(N_SEEDS):
     assert float(streaks.max()) <= 0.9 + FLOAT32_TOL  # S ≤ α ≤ 0.9
     assert torch.allclose(out, 1 - (1 - clean) * (1 - streaks), atol=FLOAT32_TOL)
     assert float((out - clean).min()) >= -FLOAT32_TOL, "rain only brightens"
-    if seed < 3:
-        print(f"seed {seed}: {100 * float((streaks > 0.01).float().mean()):.1f} % of the pixels under a streak, max S = {float(streaks.max()):.2f}")
-# invisible rain, no drops: the identity (1 − (1 − x) rounds in float32, hence the tolerance)
-assert torch.allclose(rain(clean, generator=0, opacity=0.0), clean, atol=FLOAT32_TOL)
-assert torch.allclose(rain(clean, generator=0, density=0.0), clean, atol=FLOAT32_TOL)
+print(f"seed {N_SEEDS - 1}: {float((streaks > 0.01).float().mean()):.1%} of the pixels under a streak, max S = {float(streaks.max()):.2f}")
+for params in ({"opacity": 0.0}, {"density": 0.0}):  # invisible rain, no drops: the identity (up to float32 rounding)
+    assert torch.allclose(rain(clean, generator=0, **params), clean, atol=FLOAT32_TOL)
 
 # %% [markdown]
 # ### 1.3 Gaussian noise, $\sigma = 25/255$
 #
-# The standard denoising benchmark: $I_\text{in} = \mathrm{clip}(x + \sigma n,\ 0, 1)$,
-# $n \sim \mathcal N(0, 1)$ independent per pixel and channel.
-#
-# ```python
-# noise(clean, generator=seed, sigma=25 / 255)
-# ```
-#
-# Clipping matters. Per pixel, the residual is $r = \sigma\,\mathrm{clip}(n, l, u)$ with
-# $l = -x/\sigma$, $u = (1 - x)/\sigma$: a *censored* normal variable. Its moments are
+# The standard denoising benchmark: $I_\text{in} = \mathrm{clip}(x + \sigma n,\ 0, 1)$, $n \sim \mathcal N(0, 1)$
+# per pixel and channel. Clipping matters: per pixel the residual is $r = \sigma\,\mathrm{clip}(n, l, u)$
+# with $l = -x/\sigma$, $u = (1 - x)/\sigma$, a *censored* normal variable with moments
 #
 # $$\mathbb E[r/\sigma] = l\,\Phi(l) + u\,(1 - \Phi(u)) + \varphi(l) - \varphi(u),$$
-# $$\mathbb E[(r/\sigma)^2] = l^2\,\Phi(l) + u^2\,(1 - \Phi(u)) + \Phi(u) - \Phi(l) + l\,\varphi(l) - u\,\varphi(u),$$
+# $$\mathbb E[(r/\sigma)^2] = l^2\,\Phi(l) + u^2\,(1 - \Phi(u)) + \Phi(u) - \Phi(l) + l\,\varphi(l) - u\,\varphi(u)$$
 #
-# ($\varphi$, $\Phi$: standard normal density and CDF). Near black or white pixels the residual is
-# pushed toward the inside of $[0, 1]$, so its standard deviation over an image is **below** $25/255$
-# and its mean is not 0. We check (i) $|r| \le \sigma|n|$ element-wise (clipping can only shrink the
-# residual), (ii) on interior pixels ($4\sigma \le x \le 1 - 4\sigma$) the std is $\sigma$, and
-# (iii) over *all* pixels the mean of $r$ and of $r^2$ match the censored-normal prediction (to
-# 5 standard errors; the pixels are independent, so the standard error of a mean of
-# $r^2 - \mathbb E[r^2]$ is its sample std over $\sqrt N$).
+# ($\varphi$, $\Phi$: standard normal density and CDF). Near black or white pixels the residual is pushed
+# inwards, so its std over an image is **below** $25/255$ and its mean is not 0. We check (i)
+# $|r| \le \sigma|n|$, (ii) std $\sigma$ on interior pixels ($4\sigma \le x \le 1 - 4\sigma$), (iii) over *all*
+# pixels the means of $r$ and $r^2$ against the censored normal (5 standard errors; pixels are independent).
 #
-# **Predict, then run.** The cat photograph has dark fur and a few bright highlights. Before running
-# the next cell, guess the standard deviation of the noise residual over *all* pixels: exactly
-# $25/255 \approx 0.098$, a little below, or a little above? By roughly how many per cent?
+# **Predict, then run.** The cat has dark fur and a few bright highlights. Guess the std of the noise
+# residual over *all* pixels: exactly $25/255 \approx 0.098$, a little below or above? By how many per cent?
 
 
 # %%
@@ -254,51 +194,34 @@ def censored_noise_moments(x, sigma):
     return sigma * m1, sigma**2 * m2
 
 
-# (i) the random draws do not depend on the image (and a fixed sigma draws none): recover n with the
-# same seed from a mid-grey image and a tiny σ = 0.01, which clips only if |n| > 50
+# (i) the draws do not depend on the image: recover n with the same seed from mid-grey and σ = 0.01
 for seed in range(3):
-    n_hat = (noise(torch.full_like(clean, 0.5), generator=seed, sigma=0.01) - 0.5) / 0.01
+    n_hat = (noise(torch.full_like(clean, 0.5), generator=seed, sigma=0.01) - 0.5) / 0.01  # clips only if |n| > 50
     r = noise(clean, generator=seed) - clean
     assert float((r.abs() - NOISE_SIGMA * n_hat.abs()).max()) <= FLOAT32_TOL, "clipping can only shrink the residual"
-
 res = torch.cat([noise(clean, generator=seed) - clean for seed in range(N_SEEDS)]).double()
 x_rep = clean.expand(N_SEEDS, -1, -1, -1).double()
 n_pix = res.numel()
-# (ii) interior pixels: no clipping within 4σ, std = σ
-inner = (x_rep >= 4 * NOISE_SIGMA) & (x_rep <= 1 - 4 * NOISE_SIGMA)
-r_in = res[inner]
-within_se(float(r_in.std()), NOISE_SIGMA, NOISE_SIGMA / math.sqrt(2 * (r_in.numel() - 1)),
-          f"residual std on interior pixels ({100 * float(inner.double().mean()):.0f} %)")
-# (iii) all pixels: censored-normal moments
-m1, m2 = censored_noise_moments(x_rep, NOISE_SIGMA)
+inner = (x_rep >= 4 * NOISE_SIGMA) & (x_rep <= 1 - 4 * NOISE_SIGMA)  # (ii) no clipping within 4σ
+within_se(float(res[inner].std()), NOISE_SIGMA, NOISE_SIGMA / math.sqrt(2 * (int(inner.sum()) - 1)),
+          f"residual std on interior pixels ({float(inner.double().mean()):.0%})")
+m1, m2 = censored_noise_moments(x_rep, NOISE_SIGMA)  # (iii)
 within_se(float(res.mean()), float(m1.mean()), float((res - m1).std()) / math.sqrt(n_pix), "residual mean, all pixels")
 within_se(float((res**2).mean()), float(m2.mean()), float((res**2 - m2).std()) / math.sqrt(n_pix), "residual mean square, all pixels")
 std_pred = math.sqrt(float(m2.mean()) - float(m1.mean()) ** 2)
-print(f"residual std over all pixels: measured {float(res.std()):.5f}, censored-normal prediction {std_pred:.5f}, "
-      f"nominal σ = 25/255 = {NOISE_SIGMA:.5f}")
+print(f"residual std over all pixels: measured {float(res.std()):.5f}, censored normal {std_pred:.5f}, σ = {NOISE_SIGMA:.5f}")
 assert float(res.std()) < NOISE_SIGMA and std_pred < NOISE_SIGMA
 assert abs(float(res.std()) - std_pred) < 0.01 * std_pred  # 1 %: ≈ 5 standard errors at the smoke size
 
 # %% [markdown]
 # ### 1.4 Blur
 #
-# Convolution with a normalised kernel, with replicate padding at the border. Each image uses
-# either a Gaussian or a linear-motion kernel (probability 1/2 each for `kind="mixed"`):
-#
-# $$I_\text{in} = x \circledast k,\qquad k_\text{gauss}(u, v) \propto e^{-(u^2 + v^2)/(2\sigma_b^2)},\quad
-# k_\text{motion} \propto \text{line of length } L \text{ at angle } \theta,\qquad \textstyle\sum_{u,v} k = 1 .$$
-#
-# ```python
-# blur(clean, generator=seed, kind="mixed", sigma=(1, 2), length=(5, 11), angle=(0, 180))
-# ```
-#
-# The kernel is hidden inside the function, but a convolution reveals it: the response to a single
-# bright pixel (an *impulse*) **is** the kernel. We check that it is non-negative, sums to 1 and is
-# point-symmetric; that a Gaussian kernel has the requested spread $\sum k\,u^2 \approx \sigma_b^2$
-# (slightly less, because the kernel is truncated at $\pm 3\sigma_b$); that constant images stay
-# constant; and that blur never increases the total variation $\mathrm{TV}(x) = \sum|\nabla x|$
-# (Young's inequality, $\|k \circledast g\|_1 \le \|k\|_1\|g\|_1$ with $\|k\|_1 = 1$; replicate
-# padding adds no edges).
+# Convolution with a normalised kernel ($\sum k = 1$, replicate padding): a Gaussian
+# $k \propto e^{-(u^2 + v^2)/(2\sigma_b^2)}$ or a line of length $L$ at angle $\theta$ (1/2 each for `kind="mixed"`).
+# The response to a single bright pixel (an *impulse*) **is** the kernel. We check: non-negative, sums to
+# 1, point-symmetric; a Gaussian's spread $\sum k\,u^2$ is just below $\sigma_b^2$ (truncated at $\pm 3\sigma_b$);
+# constants stay constant; blur never increases the total variation $\mathrm{TV}(x) = \sum|\nabla x|$
+# (Young: $\|k \circledast g\|_1 \le \|k\|_1\|g\|_1 = \|g\|_1$; replicate padding adds no edges).
 
 
 # %%
@@ -315,56 +238,44 @@ def total_variation(x):
 
 kernels = {}
 for seed in range(N_SEEDS):
-    k = impulse_response(seed)
+    k = kernels[seed] = impulse_response(seed)
     assert float(k.min()) >= 0 and abs(float(k.sum()) - 1) < FLOAT32_TOL, "a blur kernel is a weighted average"
     assert torch.allclose(k, k.flip(0, 1), atol=1e-6), "point-symmetric kernel"
-    kernels[seed] = k
-    out = blur(clean, generator=seed)
-    assert total_variation(out) < total_variation(clean)
+    assert total_variation(blur(clean, generator=seed)) < total_variation(clean)
     assert torch.allclose(blur(torch.full_like(clean, 0.3), generator=seed), torch.full_like(clean, 0.3), atol=FLOAT32_TOL)
 coords = torch.arange(41.0) - 20
 for sigma_b in (1.0, 1.5, 2.0):
-    k = impulse_response(0, kind="gaussian", sigma=sigma_b)
-    spread = float((k.sum(0) * coords**2).sum())  # Σ k(u, v) u²
+    spread = float((impulse_response(0, kind="gaussian", sigma=sigma_b).sum(0) * coords**2).sum())  # Σ k(u, v) u²
     assert 0.9 * sigma_b**2 < spread <= sigma_b**2, (sigma_b, spread)
-    print(f"Gaussian σ_b = {sigma_b}: Σ k u² = {spread:.3f} (σ_b² = {sigma_b**2:.2f}; truncation at 3σ_b makes it smaller)")
+    print(f"Gaussian σ_b = {sigma_b}: Σ k u² = {spread:.3f} (σ_b² = {sigma_b**2:.2f})")
 print(f"total variation: clean {total_variation(clean):.0f}, blurred (seed 0) {total_variation(blur(clean, generator=0)):.0f}")
 
 # %% [markdown]
 # ### 1.5 Haze
 #
-# The atmospheric scattering model: light from the scene $J = x$ is attenuated by the
-# transmission $t$ and replaced by scattered airlight $A$,
+# The atmospheric scattering model: light from the scene $J = x$ is attenuated by the transmission $t$
+# and replaced by scattered airlight $A$,
 #
 # $$I_\text{in} = J\,t + A\,(1 - t),\qquad t = e^{-\beta d},\qquad
 # d = d_\min + (1 - d_\min)\big(w\,g + (1 - w)\,\nu\big) \in [d_\min, 1],$$
 #
-# with a synthetic depth $d$: a vertical gradient $g$ (1 at the top row, 0 at the bottom: the top of a
-# photo is usually far away), mixed with weight $w = 0.6$ with smooth noise $\nu \in [0, 1]$ (a
-# bilinearly upsampled 4×4 grid); $d_\min = 0.25$, $\beta \sim U[0.5, 1.5]$, $A \sim U[0.75, 0.95]$ plus
-# a per-channel tint $U[-0.03, 0.03]$.
-#
-# ```python
-# haze(clean, generator=seed, beta=(0.5, 1.5), airlight=(0.75, 0.95), tint=0.03, min_depth=0.25, gradient_weight=0.6)
-# ```
-#
-# Two images recover the hidden maps: with the same seed, $I(\mathbf 1) - I(\mathbf 0) = t$ and
-# $I(\mathbf 0) = A(1 - t)$. We check: $t$ is the same in all channels; for a fixed $\beta = 1$ it lies in
-# $[e^{-\beta}, e^{-\beta d_\min}] = [0.368, 0.779]$; every pixel of the top row is hazier than every
-# pixel of the bottom row (top depth $\ge d_\min + (1 - d_\min)w = 0.70$, bottom depth
-# $\le d_\min + (1 - d_\min)(1 - w) = 0.55$); the airlight lies in $[0.72, 0.98]$; the model reproduces
-# the output; and haze pulls every pixel toward the airlight, $|I_\text{in} - A| = t\,|J - A| \le |J - A|$.
+# with a synthetic depth: a vertical gradient $g$ (1 at the top row, 0 at the bottom: the top of a photo
+# is usually far) mixed ($w = 0.6$) with smooth noise $\nu \in [0, 1]$; $d_\min = 0.25$, $\beta \sim U[0.5, 1.5]$,
+# $A \sim U[0.75, 0.95]$ plus a tint $U[-0.03, 0.03]$ per channel. With the same seed,
+# $I(\mathbf 1) - I(\mathbf 0) = t$ and $I(\mathbf 0) = A(1 - t)$. We check: $t$ is grey; for $\beta = 1$ it lies in
+# $[e^{-1}, e^{-d_\min}]$; the top row is hazier than the bottom row (depth $\ge 0.70$ vs $\le 0.55$); $A$ lies
+# in $[0.72, 0.98]$; the model reproduces the output; haze pulls every pixel toward the airlight,
+# $|I_\text{in} - A| = t\,|J - A| \le |J - A|$.
 
 # %%
 white = torch.ones_like(clean)
 t_min, t_max = math.exp(-1.5), math.exp(-0.5 * 0.25)  # over β ∈ [0.5, 1.5], d ∈ [0.25, 1]
 for seed in range(N_SEEDS):
     for beta in (1.0, (0.5, 1.5)):
-        h0, h1 = haze(black, generator=seed, beta=beta), haze(white, generator=seed, beta=beta)
-        t = h1 - h0
+        h0 = haze(black, generator=seed, beta=beta)
+        t = haze(white, generator=seed, beta=beta) - h0
         airlight = h0[..., 0, 0] / (1 - t[..., 0, 0])  # (1, 3): per-channel A
         assert torch.allclose(t[:, 0], t[:, 1], atol=FLOAT32_TOL) and torch.allclose(t[:, 0], t[:, 2], atol=FLOAT32_TOL)
-        # float-exact: literal (a value passed through unchanged)
         lo, hi = (math.exp(-1.0), math.exp(-0.25)) if beta == 1.0 else (t_min, t_max)
         assert lo - FLOAT32_TOL <= float(t.min()) and float(t.max()) <= hi + FLOAT32_TOL, (float(t.min()), float(t.max()))
         assert float(t[..., 0, :].max()) < float(t[..., -1, :].min()), "the top row must be hazier than the bottom row"
@@ -374,14 +285,10 @@ for seed in range(N_SEEDS):
         a_map = airlight[..., None, None]
         assert torch.allclose(out, clean * t + a_map * (1 - t), atol=FLOAT32_TOL)
         assert float(((out - a_map).abs() - (clean - a_map).abs()).max()) <= FLOAT32_TOL
-    if seed < 3:
-        print(f"seed {seed}: transmission in [{float(t.min()):.3f}, {float(t.max()):.3f}], airlight (RGB) "
-              + ", ".join(f"{v:.3f}" for v in airlight[0].tolist()))
+print(f"seed {seed}: transmission in [{float(t.min()):.3f}, {float(t.max()):.3f}], airlight (RGB) {airlight[0].numpy().round(3)}")
 
 # %% [markdown]
-# The gallery: the same photograph under each degradation, for two seeds (the second row shows how
-# much one task varies from sample to sample — this variety is what an all-in-one restoration
-# network has to cope with). For blur the inset shows the kernel recovered from the impulse response.
+# The gallery, two seeds (the variety within a task is what an all-in-one network must cope with).
 
 # %%
 seed_everything(0)
@@ -391,17 +298,13 @@ for row, seed in enumerate((0, 1)):
     axes[row, 0].set_title("clean $I_0$", fontsize=8)
     for col, task in enumerate(TASKS, start=1):
         img = degrade(clean, task, seed=seed)
-        ax = axes[row, col]
-        ax.imshow(to_hwc(img))
-        ax.set_title(f"{task}, seed {seed}\nPSNR {float(metrics.psnr(img, clean)):.1f} dB", fontsize=8)
+        axes[row, col].imshow(to_hwc(img))
+        axes[row, col].set_title(f"{task}, seed {seed}\nPSNR {float(metrics.psnr(img, clean)):.1f} dB", fontsize=8)
         if task == "blur":
-            inset = ax.inset_axes([0.62, 0.62, 0.36, 0.36])
+            inset = axes[row, col].inset_axes([0.62, 0.62, 0.36, 0.36], xticks=[], yticks=[])
             inset.imshow(kernels[seed][12:29, 12:29].numpy(), cmap="gray", interpolation="nearest")
-            inset.set_xticks([])
-            inset.set_yticks([])
 for ax in axes.flat:
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set(xticks=[], yticks=[])
 fig.suptitle("The five All-in-One-5 degradations (inset: blur kernel)", fontsize=9)
 fig.tight_layout()
 savefig(fig, "04_degradations_gallery")
@@ -411,26 +314,15 @@ plt.close(fig)
 # %% [markdown]
 # ## 2. The All-in-One-5 benchmark
 #
-# The DRDD paper evaluates on *All-in-One-5*: five real data sets, one per task. They cannot be
-# downloaded here, so `build_all_in_one5` rebuilds the same **structure** offline from the 11 colour
-# photographs bundled with scikit-image, scikit-learn and matplotlib:
-#
-# 1. every source photo belongs to exactly one group — paired **train**, paired **test**, or the
-#    unpaired clean **target** domain (DRDD trains its denoiser on clean target images only);
-# 2. each photo is cut into non-overlapping patches at three scales; nearly flat patches are dropped;
-# 3. in train and test, patches are dealt round-robin to the five tasks, source by source;
-# 4. patch $i$ is degraded by its task with its own seed (so no sample depends on another) and stored
-#    as uint8, like an image file;
-# 5. `subset_indices(split, fraction)` gives stratified, nested data fractions for the paper's
-#    data-efficiency study (25/50/75/100 % of the paired data).
-#
-# We build it in memory (`use_cache=False`, so nothing is written to disk). The smoke size uses 32×32
-# patches and keeps at most 20 patches per photo; the full size is the default benchmark.
+# The DRDD paper's *All-in-One-5* is five real data sets, one per task; offline, `build_all_in_one5`
+# rebuilds its **structure** from 11 photos bundled with scikit-image, scikit-learn and matplotlib:
+# each photo belongs to one group — paired **train**, paired **test**, or the unpaired clean **target**
+# domain (DRDD's denoiser trains on clean target images only); photos are cut into non-overlapping
+# patches at three scales (nearly flat ones dropped), dealt round-robin to the five tasks, degraded
+# with a per-patch seed and stored as uint8. We build it in memory (`use_cache=False`).
 
 # %%
-t0 = time.perf_counter()
 data = build_all_in_one5(**DATA_KW, use_cache=False, progress=False)
-print(f"built in {time.perf_counter() - t0:.1f} s")
 print(data.summary())
 SIZE = data.config.size
 n_tasks = len(TASKS)
@@ -439,82 +331,40 @@ assert data.tasks == TASKS
 # %% [markdown]
 # ### 2.1 The split is by source image
 #
-# Patches of one photograph are near-duplicates of each other (neighbouring regions, the same
-# photo at three scales). Splitting *patches* at random would put near-copies of test patches in the
-# training set and flatter the test score. So the split is by **source**: we check that the three
-# groups of photos are disjoint and cover all sources, and — at the pixel level — that no patch
-# occurs in two splits. The target split has no degraded images and no tasks: it is unpaired.
+# Patches of one photo are near-duplicates (neighbouring regions, three scales); a random split of
+# *patches* would leak near-copies of test patches into training. We check that the groups of photos
+# are disjoint and complete, that no patch occurs in two splits, and that the target is unpaired.
 
 # %%
 groups = {split: set(data.sources_of(split)) for split in ("train", "test", "target")}
 for split, names in groups.items():
     print(f"{split:6s}: {sorted(names)}")
     assert names == {n for n, s in SOURCE_SPLIT.items() if s == split}
-assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["target"]) and not (groups["test"] & groups["target"])
-assert set().union(*groups.values()) == set(SOURCES)
-
+assert sum(len(g) for g in groups.values()) == len(SOURCES) and set().union(*groups.values()) == set(SOURCES)
 patch_bytes = {split: {p.tobytes() for p in data.arrays[f"{split}_clean"]} for split in groups}
 for a_split, b_split in (("train", "test"), ("train", "target"), ("test", "target")):
     assert not (patch_bytes[a_split] & patch_bytes[b_split]), f"a patch occurs in {a_split} and {b_split}"
 assert "target_degraded" not in data.arrays and "target_task" not in data.arrays
 assert data.target_clean.shape[1:] == (3, SIZE, SIZE)
-print("splits disjoint by source and by patch")
 
 # %% [markdown]
-# ### 2.2 Balanced tasks
+# ### 2.2 Balanced tasks, reproducible builds
 #
-# Dealing the patches round-robin in a seeded random order gives every task the same number of
-# patches up to one, in each split **and within every source photo** (so no task is trained mostly on,
-# say, microscopy images).
+# Dealing the patches round-robin in a seeded order gives every task the same number of patches up to
+# one, in each split **and within every source photo** (no task is trained mostly on, say, microscopy).
+# `content_hash` is a SHA-256 over all arrays: two builds with the same parameters are identical, so
+# they share it; another seed deals and degrades differently. (A cached file is re-hashed on loading.)
 
 # %%
 for split in ("train", "test"):
-    task = data.arrays[f"{split}_task"]
+    task, source = data.arrays[f"{split}_task"], data.arrays[f"{split}_source"]
     counts = np.bincount(task, minlength=n_tasks)
     assert counts.max() - counts.min() <= 1, (split, counts)
-    for sid in np.unique(data.arrays[f"{split}_source"]):
-        per_source = np.bincount(task[data.arrays[f"{split}_source"] == sid], minlength=n_tasks)
+    for sid in np.unique(source):
+        per_source = np.bincount(task[source == sid], minlength=n_tasks)
         assert per_source.max() - per_source.min() <= 1, (split, data.source_names[sid], per_source)
-    print(f"{split}: {dict(zip(TASKS, counts.tolist(), strict=True))} (balanced ±1 overall and within every source)")
+    print(f"{split}: {dict(zip(TASKS, counts.tolist(), strict=True))} (±1 overall and within every source)")
 
-# %% [markdown]
-# ### 2.3 Nested, stratified data fractions
-#
-# For the data-efficiency experiments the DRDD paper trains on 25, 50, 75 and 100 % of the paired
-# data. `subset_indices(split, fraction)` keeps, for each task with $n_k$ patches, the first
-# $\max(1, \lfloor f\,n_k + \tfrac12\rfloor)$ entries of a seeded permutation that does not depend on $f$.
-# Consequences we check: each task's share is $f$ up to rounding ($|m_k - f\,n_k| \le \tfrac12$), the
-# subsets are **nested** (25 % ⊂ 50 % ⊂ 75 % ⊂ 100 %), $f = 1$ is the whole split, and the same call
-# always returns the same indices.
-
-# %%
-FRACTIONS = (0.25, 0.5, 0.75, 1.0)
-for split in ("train", "test"):
-    task = data.arrays[f"{split}_task"]
-    n_k = np.bincount(task, minlength=n_tasks)
-    previous = set()
-    for frac in FRACTIONS:
-        idx = data.subset_indices(split, frac)
-        assert torch.equal(idx, data.subset_indices(split, frac)), "deterministic"
-        chosen = set(idx.tolist())
-        assert previous <= chosen, f"{split}: the {frac:.0%} subset must contain the smaller ones"
-        m_k = np.bincount(task[idx.numpy()], minlength=n_tasks)
-        assert np.all(np.abs(m_k - frac * n_k) <= 0.5), (split, frac, m_k, n_k)
-        assert m_k.max() - m_k.min() <= 1  # still balanced
-        assert len(data.paired_subset(split, frac)) == len(idx)
-        previous = chosen
-        print(f"{split} {frac:4.0%}: {len(idx):4d} patches, per task {m_k.tolist()}")
-    assert previous == set(range(len(task))), "fraction 1.0 is the whole split"
-
-# %% [markdown]
-# ### 2.4 Determinism and the content hash
-#
-# `content_hash` is a SHA-256 over all arrays (names, dtypes, shapes, bytes). Two independent builds
-# with the same parameters must give identical arrays, hence the same hash; a different seed deals
-# the tasks and draws the degradations differently, hence a different hash. (With the cache switched
-# on, the hash is also recomputed when the file is loaded, so a corrupt file is detected.)
-
-# %%
 data2 = build_all_in_one5(**DATA_KW, use_cache=False, progress=False)
 assert data2.content_hash == data.content_hash == hash_arrays(data.arrays)
 assert all(np.array_equal(data.arrays[k], data2.arrays[k]) for k in data.arrays)
@@ -526,38 +376,51 @@ assert not np.array_equal(data_seed1.arrays["test_degraded"], data.arrays["test_
 print(f"content hash {data.content_hash[:16]}… reproduced; seed 1 gives {data_seed1.content_hash[:16]}…")
 
 # %% [markdown]
+# ### 2.3 Nested, stratified data fractions
+#
+# DRDD trains on 25–100 % of the paired data. `subset_indices(split, fraction)` keeps, per task with $n_k$
+# patches, the first $\max(1, \lfloor f\,n_k + \tfrac12\rfloor)$ of a seeded permutation that does not depend
+# on $f$. We check: each task's share is $f$ up to rounding
+# ($|m_k - f\,n_k| \le \tfrac12$), the subsets are **nested** (25 % ⊂ 50 % ⊂ 75 % ⊂ 100 %), $f = 1$ is all.
+
+# %%
+FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+for split in ("train", "test"):
+    task = data.arrays[f"{split}_task"]
+    n_k = np.bincount(task, minlength=n_tasks)
+    previous = set()
+    for frac in FRACTIONS:
+        idx = data.subset_indices(split, frac)
+        assert torch.equal(idx, data.subset_indices(split, frac)), "deterministic"
+        assert previous <= set(idx.tolist()), f"{split}: the {frac:.0%} subset must contain the smaller ones"
+        m_k = np.bincount(task[idx.numpy()], minlength=n_tasks)
+        assert np.all(np.abs(m_k - frac * n_k) <= 0.5) and m_k.max() - m_k.min() <= 1, (split, frac, m_k, n_k)
+        assert len(data.paired_subset(split, frac)) == len(idx)
+        previous = set(idx.tolist())
+        print(f"{split} {frac:4.0%}: {len(idx):4d} patches, per task {m_k.tolist()}")
+    assert previous == set(range(len(task))), "fraction 1.0 is the whole split"
+
+# %% [markdown]
 # ### 2.5 The residual of each task
 #
-# RDDM and DRDD learn the residual $I_\text{res} = I_\text{in} - I_0$. On the model scale $[-1, 1]$
-# (notebook 01) it is twice the residual on the $[0, 1]$ scale. The five tasks give very different
-# residuals, and a single network has to predict all of them:
-#
-# * **low light** — large and negative almost everywhere ($s\,x^\gamma \le x$); it is positive only by
-#   a noise excursion at very dark pixels, so it stays below $+0.05$;
-# * **rain** — sparse, thin and **never negative**: $S(1 - x) \ge 0$, and rounding to uint8 is monotone,
-#   so even the stored residual is $\ge 0$;
+# RDDM and DRDD learn $I_\text{res} = I_\text{in} - I_0$ (twice as large on the model scale $[-1, 1]$); over
+# the test split ($[0, 1]$ scale) we expect:
+# * **low light** — large, negative almost everywhere ($s\,x^\gamma \le x$); positive only by noise, $< 0.05$;
+# * **rain** — sparse, thin and **never negative**: $S(1 - x) \ge 0$, and uint8 rounding is monotone;
 # * **noise** — dense, zero-mean up to clipping, std somewhat below $25/255$ (section 1.3);
-# * **blur** — concentrated at edges, mean $\approx 0$ (a normalised kernel preserves the mean up to
-#   border effects and rounding);
-# * **haze** — smooth and mostly positive: $(A - J)(1 - t)$ is negative only where the scene is brighter
-#   than the airlight, $J > A \ge 0.72$.
-#
-# Statistics over the test split (pixels of all patches of the task, $[0, 1]$ scale):
+# * **blur** — at edges, mean $\approx 0$; **haze** — smooth, mostly positive ($< 0$ only where $J > A \ge 0.72$).
 
 # %%
 clean_te, deg_te, task_te = data.test_clean, data.test_degraded, data.test_task
 res_te = deg_te - clean_te
 assert torch.allclose(to_model_range(deg_te) - to_model_range(clean_te), 2 * res_te, atol=FLOAT32_TOL)
-print(f"{'task':10s} {'mean':>8s} {'std':>7s} {'mean|r|':>8s} {'r>0':>6s} {'r<0':>6s} {'min':>7s} {'max':>7s}")
+print(f"{'task':10s} {'mean':>8s} {'std':>7s} {'r>0':>6s} {'r<0':>6s} {'min':>7s} {'max':>7s}")
 res_stats = {}
 for k, task in enumerate(TASKS):
     r = res_te[task_te == k]
-    res_stats[task] = {"mean": float(r.mean()), "std": float(r.std()), "pos": float((r > 0).float().mean()),
-                       "neg": float((r < 0).float().mean()), "min": float(r.min()), "max": float(r.max())}
-    st = res_stats[task]
-    print(f"{task:10s} {st['mean']:+8.4f} {st['std']:7.4f} {float(r.abs().mean()):8.4f} {st['pos']:6.1%} "
-          f"{st['neg']:6.1%} {st['min']:+7.3f} {st['max']:+7.3f}")
-
+    st = res_stats[task] = {"mean": float(r.mean()), "std": float(r.std()), "pos": float((r > 0).float().mean()),
+                            "neg": float((r < 0).float().mean()), "min": float(r.min()), "max": float(r.max())}
+    print(f"{task:10s} {st['mean']:+8.4f} {st['std']:7.4f} {st['pos']:6.1%} {st['neg']:6.1%} {st['min']:+7.3f} {st['max']:+7.3f}")
 ll, rn, nz, bl, hz = (res_stats[t] for t in TASKS)
 assert ll["mean"] < -0.2 and ll["neg"] > 0.9 and ll["max"] < 0.05  # darker almost everywhere
 assert rn["min"] >= 0.0 and rn["pos"] < 0.5  # never negative, sparse
@@ -566,11 +429,9 @@ assert hz["mean"] > 0.15 and hz["pos"] > 0.85
 haze_negative = (task_te == TASKS.index("haze"))[:, None, None, None] & (res_te < 0)
 if haze_negative.any():  # a stored residual ≤ −1/255 needs I_in < J, i.e. J > A ≥ 0.72
     assert float(clean_te[haze_negative].min()) > 0.72 - FLOAT32_TOL
-    print(f"haze: {int(haze_negative.sum())} negative residual values, all where the clean pixel exceeds "
-          f"{float(clean_te[haze_negative].min()):.3f} > 0.72")
-# noise: std matches the censored-normal prediction for these patches (plus uint8 rounding, var 1/(12·255²))
-noisy_clean = clean_te[task_te == TASKS.index("noise")]
-m1_te, m2_te = censored_noise_moments(noisy_clean, NOISE_SIGMA)
+    print(f"haze: {int(haze_negative.sum())} negative residuals, all where the clean pixel > {float(clean_te[haze_negative].min()):.3f}")
+# noise: std as the censored normal predicts for these patches, plus uint8 rounding (variance 1/(12·255²))
+m1_te, m2_te = censored_noise_moments(clean_te[task_te == TASKS.index("noise")], NOISE_SIGMA)
 std_te = math.sqrt(float(m2_te.mean()) - float(m1_te.mean()) ** 2 + 1 / (12 * 255**2))
 print(f"noise task: residual std {nz['std']:.4f}, censored-normal prediction {std_te:.4f}, nominal {NOISE_SIGMA:.4f}")
 # 3 %: the standard error of the std is ≈ 0.4 % at the smoke size; the margin also covers the rounding model
@@ -578,9 +439,8 @@ assert abs(nz["std"] - std_te) < 0.03 * std_te and nz["std"] < NOISE_SIGMA
 assert abs(nz["mean"] - float(m1_te.mean())) < 0.003
 
 # %% [markdown]
-# The figure shows one test patch per task: the clean target, the degraded input, the residual
-# (average over RGB; red = positive, blue = negative, on a common scale $\pm 0.5$) and the histogram
-# of all residual values of the task over the whole test split ("all", log scale).
+# The most textured test patch per task (target, input, residual; red +, blue −), and the histogram of
+# all the task's residual values (log scale).
 
 # %%
 seed_everything(0)
@@ -589,16 +449,12 @@ for k, task in enumerate(TASKS):
     members = torch.nonzero(task_te == k).flatten()
     i = int(members[torch.argmax(clean_te[members].flatten(1).std(1))])  # the most textured patch
     axes[0, k].imshow(to_hwc(clean_te[i]))
-    axes[0, k].set_title(f"{task}\nclean $I_0$", fontsize=8)
     axes[1, k].imshow(to_hwc(deg_te[i]))
-    axes[1, k].set_title("input $I_{in}$", fontsize=8)
     im = axes[2, k].imshow(res_te[i].mean(0).numpy(), cmap="RdBu_r", vmin=-0.5, vmax=0.5)
-    axes[2, k].set_title(r"$I_{res} = I_{in} - I_0$", fontsize=8)
-    for r in range(3):
-        axes[r, k].set_xticks([])
-        axes[r, k].set_yticks([])
-    values = res_te[task_te == k].flatten().numpy()
-    axes[3, k].hist(values, bins=np.linspace(-1, 1, 81), color=f"C{k}", log=True)
+    for r, title in enumerate((f"{task}\nclean $I_0$", "input $I_{in}$", r"$I_{res} = I_{in} - I_0$")):
+        axes[r, k].set(xticks=[], yticks=[])
+        axes[r, k].set_title(title, fontsize=8)
+    axes[3, k].hist(res_te[task_te == k].flatten().numpy(), bins=np.linspace(-1, 1, 81), color=f"C{k}", log=True)
     axes[3, k].set_xlabel("residual value", fontsize=8)
     axes[3, k].set_title(f"all: mean {res_stats[task]['mean']:+.3f}, std {res_stats[task]['std']:.3f}", fontsize=8)
     axes[3, k].tick_params(labelsize=8)
@@ -612,72 +468,54 @@ plt.close(fig)
 # %% [markdown]
 # ## 3. How much does each degradation hurt? PSNR and SSIM
 #
-# Two standard full-reference metrics, on $[0, 1]$ images (`data_range = 1`):
-#
-# * **PSNR** $= 10\log_{10}\big(1/\mathrm{MSE}\big)$ dB, MSE over pixels and channels. For pure
-#   additive noise of std $\sigma$ it is $-20\log_{10}\sigma$: **20.17 dB** for $\sigma = 25/255$.
+# * **PSNR** $= 10\log_{10}\big(1/\mathrm{MSE}\big)$ dB, MSE over pixels and channels. For pure additive
+#   noise of std $\sigma$ it is $-20\log_{10}\sigma$: **20.17 dB** for $\sigma = 25/255$.
 # * **SSIM** compares local means, variances and covariances in $7\times 7$ windows,
 #   $S = \frac{(2\mu_a\mu_b + C_1)(2\sigma_{ab} + C_2)}{(\mu_a^2 + \mu_b^2 + C_1)(\sigma_a^2 + \sigma_b^2 + C_2)}$,
-#   $C_1 = 0.01^2$, $C_2 = 0.03^2$, averaged over windows and channels. It rewards preserved
-#   *structure* and forgives smooth changes of brightness and contrast more than PSNR does.
+#   $C_1 = 0.01^2$, $C_2 = 0.03^2$, averaged; it rewards *structure*, forgives smooth brightness changes.
 #
-# `drdd_edu.metrics` implements both in PyTorch (batched, one value per image). First we check them
-# against scikit-image on a few test patches of every task, and on the identity.
+# `drdd_edu.metrics` implements both (batched, `data_range = 1`); we check them against scikit-image
+# on three test patches of every task, and on the identity.
 
 # %%
 worst = {"psnr": 0.0, "ssim": 0.0}
 for k in range(n_tasks):
     for i in torch.nonzero(task_te == k).flatten()[:3].tolist():
-        a, b = deg_te[i], clean_te[i]
-        a_np, b_np = a.double().numpy(), b.double().numpy()
-        ref_psnr = peak_signal_noise_ratio(b_np, a_np, data_range=1)
-        ref_ssim = structural_similarity(a_np, b_np, channel_axis=0, data_range=1)
-        worst["psnr"] = max(worst["psnr"], abs(float(metrics.psnr(a, b)) - ref_psnr))
-        worst["ssim"] = max(worst["ssim"], abs(float(metrics.ssim(a, b)) - ref_ssim))
+        a_np, b_np = deg_te[i].double().numpy(), clean_te[i].double().numpy()
+        worst["psnr"] = max(worst["psnr"], abs(float(metrics.psnr(deg_te[i], clean_te[i])) - peak_signal_noise_ratio(b_np, a_np, data_range=1)))
+        worst["ssim"] = max(worst["ssim"], abs(float(metrics.ssim(deg_te[i], clean_te[i])) - structural_similarity(a_np, b_np, channel_axis=0, data_range=1)))
 print(f"max |ours − skimage| over {3 * n_tasks} patches: PSNR {worst['psnr']:.1e} dB, SSIM {worst['ssim']:.1e}")
 assert worst["psnr"] < METRIC_TOL and worst["ssim"] < METRIC_TOL
-# the identity: SSIM = 1 exactly, PSNR = +inf
+# the identity: SSIM = 1, PSNR = +inf; both symmetric in their arguments
 assert torch.allclose(metrics.ssim(clean_te, clean_te), torch.ones(len(clean_te), dtype=torch.float64), atol=1e-12)
 assert torch.isinf(metrics.psnr(clean_te[:4], clean_te[:4])).all()
-# symmetric in its arguments
 assert torch.allclose(metrics.ssim(deg_te[:8], clean_te[:8]), metrics.ssim(clean_te[:8], deg_te[:8]), atol=1e-12)
 
 # %% [markdown]
-# Now the table: PSNR and SSIM of the degraded input against its clean target, per task, over the
-# whole test split (mean ± standard deviation over patches). These are the "do nothing" scores a
-# restoration method has to beat.
-#
-# **Predict, then run.** Look at the gallery of section 1 again and write down (i) the task with the
-# lowest mean PSNR, (ii) the task with the highest mean SSIM, and (iii) whether noise or haze scores
-# higher in PSNR — and in SSIM. Then run the next cell and compare with the reading below it.
+# **Predict, then run.** The next cell tabulates the "do nothing" scores (degraded input vs target, test
+# split, mean ± std). From the gallery, guess (i) the task with the lowest mean PSNR, (ii) the one with
+# the highest mean SSIM, (iii) whether noise or haze scores higher in PSNR — and in SSIM.
 
 # %%
-psnr_te = metrics.psnr(deg_te, clean_te)
-ssim_te = metrics.ssim(deg_te, clean_te)
+psnr_te, ssim_te = metrics.psnr(deg_te, clean_te), metrics.ssim(deg_te, clean_te)
 table = {}
 print(f"{'task':10s} {'n':>4s}   {'PSNR (dB)':>14s}   {'SSIM':>13s}")
 for k, task in enumerate(TASKS):
     p, s = psnr_te[task_te == k], ssim_te[task_te == k]
-    table[task] = {"n": int(p.numel()), "psnr": float(p.mean()), "psnr_sd": float(p.std()), "psnr_min": float(p.min()),
-                   "psnr_max": float(p.max()), "ssim": float(s.mean()), "ssim_sd": float(s.std())}
-    row = table[task]
+    row = table[task] = {"n": int(p.numel()), "psnr": float(p.mean()), "psnr_sd": float(p.std()), "psnr_min": float(p.min()),
+                         "psnr_max": float(p.max()), "ssim": float(s.mean()), "ssim_sd": float(s.std())}
     print(f"{task:10s} {row['n']:4d}   {row['psnr']:6.2f} ± {row['psnr_sd']:5.2f}   {row['ssim']:.3f} ± {row['ssim_sd']:.3f}")
-avg_psnr, avg_ssim = float(psnr_te.mean()), float(ssim_te.mean())
-print(f"{'all':10s} {len(psnr_te):4d}   {avg_psnr:6.2f}          {avg_ssim:.3f}")
+print(f"{'all':10s} {len(psnr_te):4d}   {float(psnr_te.mean()):6.2f}          {float(ssim_te.mean()):.3f}")
 
 # %% [markdown]
-# What the numbers say, checked on this data (thresholds with comfortable margins, valid at both the
-# smoke and the full size):
+# What the numbers say (thresholds with comfortable margins, valid at both sizes):
 #
-# * every degraded test patch differs from its target (finite PSNR, SSIM < 1); every task's mean SSIM
-#   is below 0.95 and its mean PSNR below 45 dB — below 25 dB for all tasks but blur;
-# * **noise**: PSNR is pinned near $-20\log_{10}(25/255) = 20.17$ dB for every patch (clipping can only
-#   raise it; fluctuations and uint8 rounding move it by tenths of a dB), so its spread is the smallest;
-# * **low light** has the lowest mean PSNR; **blur** the highest mean PSNR *and* SSIM — on flat
-#   patches blur changes almost nothing, hence its huge PSNR spread;
-# * **the two metrics disagree**: noise beats haze in PSNR by several dB, but haze beats noise in SSIM.
-#   Haze is a smooth, structure-preserving change of brightness and contrast (large MSE, structure
-#   kept); noise destroys local structure with a small MSE.
+# * every patch differs from its target; every task's mean SSIM < 0.95, mean PSNR < 45 dB (< 25 but blur);
+# * **noise**: PSNR is pinned near 20.17 dB for every patch (clipping can only raise it; fluctuations
+#   and uint8 rounding move it by tenths of a dB), so its spread is the smallest;
+# * **low light** has the lowest mean PSNR; **blur** the highest PSNR *and* SSIM (flat patches hardly change);
+# * **the metrics disagree**: noise beats haze in PSNR by several dB, haze beats noise in SSIM — haze is
+#   a smooth change of brightness and contrast (large MSE, structure kept), noise destroys structure.
 
 # %%
 assert torch.isfinite(psnr_te).all() and float(ssim_te.max()) < 1.0
@@ -689,46 +527,23 @@ assert table["noise"]["psnr_sd"] < 1.0 and table["noise"]["psnr_sd"] == min(row[
 assert min(table, key=lambda t: table[t]["psnr"]) == "low_light"
 assert max(table, key=lambda t: table[t]["psnr"]) == "blur" and max(table, key=lambda t: table[t]["ssim"]) == "blur"
 assert table["noise"]["psnr"] > table["haze"]["psnr"] + 5 and table["haze"]["ssim"] > table["noise"]["ssim"] + 0.1
-print(f"noise PSNR range [{table['noise']['psnr_min']:.2f}, {table['noise']['psnr_max']:.2f}] dB "
-      f"(−20·log10(25/255) = {psnr_noise_clean:.2f} dB)")
+print(f"noise PSNR range [{table['noise']['psnr_min']:.2f}, {table['noise']['psnr_max']:.2f}] dB (−20·log10(25/255) = {psnr_noise_clean:.2f} dB)")
 
-# %%
-seed_everything(0)
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.0))
-x_pos = np.arange(n_tasks)
-for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
-    ax.bar(x_pos, [table[t][key] for t in TASKS], yerr=[table[t][f"{key}_sd"] for t in TASKS],
-           color=[f"C{k}" for k in range(n_tasks)], capsize=3)
-    ax.set_xticks(x_pos, TASKS, rotation=20, fontsize=8)
-    ax.set_ylabel(label)
-axes[0].axhline(psnr_noise_clean, color="k", ls=":", lw=1, label=r"$-20\log_{10}(25/255)$")
-axes[0].legend(fontsize=8)
-axes[1].set_ylim(0, 1)
-fig.suptitle(f"Degraded input vs clean target, test split ({len(psnr_te)} patches of {SIZE}×{SIZE}; mean ± std)", fontsize=9)
-fig.tight_layout()
-savefig(fig, "04_psnr_ssim_per_task")
-plt.show()
-plt.close(fig)
 
 # %% [markdown]
 # ## What you learned
 #
-# * Five seeded degradations with explicit physical models: low light $s\,x^\gamma$ plus
-#   Poisson–Gaussian noise; rain by a screen blend of line-kernel streaks; additive Gaussian noise
-#   $\sigma = 25/255$, clipped; blur by a normalised Gaussian or motion kernel; haze by the atmospheric
-#   scattering model $J t + A(1 - t)$ with a synthetic depth. A seed fixes a degradation exactly, and
-#   the hidden quantities (streaks, kernel, transmission, airlight) can be read back with probe images.
-# * Clipping makes the noise residual smaller than $25/255$ and slightly positive on average; the
-#   censored normal predicts both.
-# * All-in-One-5 here: 11 bundled photos split **by source** into paired train, paired test and an
-#   unpaired clean target domain; tasks balanced ±1 per split and per photo; nested stratified data
-#   fractions; builds reproducible down to the SHA-256 content hash.
-# * Residuals differ by task in sign (low light −, rain and haze +), sparsity (rain) and smoothness
-#   (haze) — a single residual network must handle all of them.
-# * PSNR and SSIM match scikit-image; they rank the degradations differently (noise vs haze).
+# * Five seeded degradations with physical models (low light $s\,x^\gamma$ + Poisson–Gaussian noise,
+#   screen-blended rain streaks, clipped Gaussian noise, Gaussian/motion blur, haze $J t + A(1 - t)$);
+#   a seed fixes each, and probe images read back its hidden quantities.
+# * Clipping makes the noise residual smaller than $25/255$, by as much as the censored normal predicts.
+# * All-in-One-5 here: split **by source** into paired train, paired test and unpaired clean target;
+#   tasks balanced ±1; nested stratified fractions; builds reproducible to the SHA-256 content hash.
+# * Residuals differ by task in sign, sparsity and smoothness — one residual network must handle all.
+# * PSNR and SSIM match scikit-image and rank the degradations differently (noise vs haze).
 #
-# **Next:** notebook 05 adds Gaussian noise to these five degradation domains and measures how much
-# more alike they become; notebook 07 trains a residual network on this data.
+# **Next:** notebook 05 adds noise to these five domains and measures how much more alike they
+# become; notebook 07 trains a residual network on this data.
 
 # %%
 report_runtime(START, budget_s=180)
@@ -737,45 +552,38 @@ report_runtime(START, budget_s=180)
 # ## Exercises
 #
 # 1. **Low light without the noise floor.** Set `read_noise=0` and measure, over a black image, how
-#    often the low-light output is exactly 0. Then derive the fraction for `read_noise=0.005` from the
-#    model. *Hint:* for $x = 0$, $y = 0$ and the output is $\mathrm{clip}(b\,n, 0, 1)$, which is 0 with
-#    probability $\Phi(0) = 1/2$; with $b = 0$ it is always 0.
-# 2. **A motion kernel's length.** Recover motion kernels with `impulse_response(seed, kind="motion",
-#    length=L, angle=θ)` for a few $L$ and $\theta$. Estimate $L$ from the kernel's second moment along
-#    the direction $(\sin\theta, \cos\theta)$. *Hint:* a uniform segment of length $L$ has variance
-#    $L^2/12$ along its axis; the anti-aliasing adds a little.
+#    often the output is exactly 0; derive the fraction for `read_noise=0.005`. *Hint:* for $x = 0$ the
+#    output is $\mathrm{clip}(b\,n, 0, 1)$.
+# 2. **A motion kernel's length.** Recover kernels with `impulse_response(seed, kind="motion", length=L,
+#    angle=θ)` and estimate $L$ from the second moment along $(\sin\theta, \cos\theta)$. *Hint:* a
+#    uniform segment of length $L$ has variance $L^2/12$.
 # 3. **Dehazing with an oracle.** With the transmission $t$ and airlight $A$ recovered as in section 1.5,
 #    invert the model, $\hat J = (I_\text{in} - A(1 - t))/t$, and compute the PSNR of $\hat J$ with and
 #    without uint8 rounding of $I_\text{in}$. Where is the inversion most sensitive? *Hint:* rounding
-#    errors of $\pm 0.5/255$ are multiplied by $1/t \le e^{1.5}$; look at the top rows.
-# 4. **Noise PSNR from the residual std.** Predict the mean PSNR of the noise task from the
-#    censored-normal moments of each test patch (section 2.5) and compare with the table. Is the mean
-#    of the PSNRs the PSNR of the mean MSE? *Hint:* $\log$ is concave (Jensen); compute both.
-# 5. **Blur PSNR vs texture.** Plot, for the blur task, PSNR against the clean patch's total variation
-#    per pixel. What explains the 30-dB spread of the table? Which patches would a restoration model
-#    find "free"? *Hint:* `total_variation` from section 1.4; use a log axis for the variation.
-# 6. **Fractions and source photos.** The data fractions are stratified by *task*, not by source photo.
-#    For each fraction, compute the share of every training source in the subset. Which sources
-#    fluctuate most at 25 %, and is that what you expect? *Hint:* within a task the subset is a uniform
-#    random draw without replacement, so a source with $c$ of the $n_k$ patches of a task contributes a
-#    hypergeometric number with mean $f\,c$; use `data.arrays["train_source"]`.
+#    errors of $\pm 0.5/255$ are multiplied by $1/t$.
+# 4. **Noise PSNR from the residual std.** Predict each noise-task test patch's PSNR from the
+#    censored-normal moments (section 2.5) and compare with the table. Is the mean of the PSNRs the PSNR
+#    of the mean MSE? *Hint:* Jensen.
+# 5. **Blur PSNR vs texture.** Plot blur PSNR against the clean patch's total variation per pixel (log
+#    axis; `total_variation` of section 1.4). What explains the 30-dB spread? Which patches are "free"?
+# 6. **Fractions and source photos.** The fractions are stratified by *task*, not by source. For each
+#    fraction, compute every training source's share of the subset (`data.arrays["train_source"]`).
+#    Which sources fluctuate most at 25 %, and why? *Hint:* within a task the subset is drawn without
+#    replacement, so a source with $c$ of a task's patches contributes a hypergeometric count (mean $fc$).
 #
 # ### Graded exercises
 #
-# The next two exercises are graded automatically (`drdd-edu assignments grade`). In your copy of
-# the notebook each function body is `raise NotImplementedError()`: replace it with your code and
-# keep the function's name and signature. The test cell below each exercise shows some of the checks;
-# the grader adds a few hidden ones (other shapes, dtypes and parameters, bad input, and a check that
-# you did not call the function you re-implement) and restores the test cells, so editing them does
-# not change your score.
+# Graded automatically (`drdd-edu assignments grade`): in your copy each function body is
+# `raise NotImplementedError()`; replace it, keeping name and signature. The test cell below each
+# shows some checks; the grader restores it and adds hidden ones (other shapes, dtypes, parameters,
+# bad input, and that you did not call the function you re-implement).
 #
-# **Exercise A (2 points) — PSNR by hand.** Write `my_psnr(a, b, data_range=1.0)` for two image batches
-# of shape `(B, 3, H, W)` with values in $[0, \texttt{data\_range}]$, returning one value per image as a
-# float64 tensor of shape `(B,)`: $\mathrm{PSNR} = 10\log_{10}(\texttt{data\_range}^2/\mathrm{MSE})$ dB, the MSE
-# taken over the channels and pixels of each image and computed in float64. Identical images give
-# $+\infty$ (section 3). Raise a `ValueError` if the shapes differ, if `data_range` is not a finite number
-# $> 0$, or if a value lies outside $[0, \texttt{data\_range}]$ (a clear error instead of a silently wrong
-# score). Do not call `metrics.psnr` or scikit-image's `peak_signal_noise_ratio` (a hidden test checks).
+# **Exercise A (2 points) — PSNR by hand.** Write `my_psnr(a, b, data_range=1.0)` for image batches
+# `(B, 3, H, W)` in $[0, \texttt{data\_range}]$, returning a float64 tensor `(B,)`:
+# $\mathrm{PSNR} = 10\log_{10}(\texttt{data\_range}^2/\mathrm{MSE})$ dB, the MSE over each image's channels and
+# pixels, in float64; identical images give $+\infty$. Raise a `ValueError` if the shapes differ, if
+# `data_range` is not a finite number $> 0$, or if a value lies outside $[0, \texttt{data\_range}]$. Do not
+# call `metrics.psnr` or scikit-image's `peak_signal_noise_ratio` (a hidden test checks).
 # *Hint:* `.double()`, `.mean(dim=(1, 2, 3))`; what does `torch.log10` return for $1/0$?
 
 
@@ -858,16 +666,13 @@ assert torch.allclose(mine_h, expected_h, rtol=0, atol=1e-9)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# **Exercise B (2 points) — the atmospheric scattering model.** Write
-# `my_haze(clean, depth, beta, airlight)` returning the hazy image of section 1.5,
-# $I = J\,t + A\,(1 - t)$ with the transmission $t = e^{-\beta d}$, for a batch: `clean` $J$ of shape
-# `(B, 3, H, W)` in $[0, 1]$, `depth` $d$ of shape `(B, 1, H, W)` (one depth map per image, shared by the
-# channels), `beta` of shape `(B,)` (one $\beta$ per image) and `airlight` of shape `(B, 3)` (one $A$ per
-# image and channel). Return the shape and dtype of `clean`. Raise a `ValueError` if a $\beta$ is
-# negative. Do not call `haze` or `degrade` (a hidden test checks). The visible test measures $d$ and
-# $A$ of the library's haze with black and white probe images at $\beta = 1$, as section 1.5 does, and
-# asks your model to **predict** the library's output at other $\beta$. *Hint:* broadcasting —
-# `beta[:, None, None, None]`, `airlight[:, :, None, None]`.
+# **Exercise B (2 points) — the atmospheric scattering model.** Write `my_haze(clean, depth, beta,
+# airlight)` returning $I = J\,t + A\,(1 - t)$, $t = e^{-\beta d}$ (section 1.5), for `clean` $J$ `(B, 3, H, W)`
+# in $[0, 1]$, `depth` $d$ `(B, 1, H, W)` (shared by the channels), `beta` `(B,)` and `airlight` `(B, 3)`
+# (per image and channel), with the shape and dtype of `clean`. Raise a `ValueError` if a $\beta$ is
+# negative. Do not call `haze` or `degrade` (a hidden test checks). The visible test measures $d$ and $A$
+# with probe images at $\beta = 1$, as section 1.5 does, and asks your model to **predict** the library's
+# output at other $\beta$. *Hint:* `beta[:, None, None, None]`, `airlight[:, :, None, None]`.
 
 
 # %% nbgrader={"grade": false, "grade_id": "ex04-haze", "locked": false, "solution": true, "schema_version": 3}
