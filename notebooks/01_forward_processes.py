@@ -26,15 +26,14 @@
 #
 # **Learning goals.** After this notebook you can
 #
-# 1. recall the DDPM forward marginal (notebook 00) and say how it differs from RDDM's;
-# 2. derive the marginal of the *residual* diffusion process of RDDM (Liu et al., CVPR 2024),
-#    $I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\,\epsilon$, from its per-step definition, and check it by Monte Carlo;
-# 3. read an RDDM coefficient schedule ($\alpha_t$, $\beta_t^2$, `alphas_cumsum`, `betas2_cumsum`,
+# 1. derive the marginal of RDDM's *residual* diffusion (Liu et al., CVPR 2024), $I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\,\epsilon$,
+#    from its per-step definition, check it by Monte Carlo, and say how it differs from DDPM's (notebook 00);
+# 2. read an RDDM coefficient schedule ($\alpha_t$, $\beta_t^2$, `alphas_cumsum`, `betas2_cumsum`,
 #    `sum_scale`) and explain its boundary conditions;
-# 4. show that the "DDIM coefficient conversion" makes RDDM with $I_\text{in}=0$ *exactly* DDPM;
-# 5. convert a predicted residual into a predicted noise and back, and explain why the second
+# 3. show that the "DDIM coefficient conversion" makes RDDM with $I_\text{in}=0$ *exactly* DDPM;
+# 4. convert a predicted residual into a predicted noise and back, and explain why the second
 #    direction breaks down where $\bar\alpha_t = 1$;
-# 6. state the two forward processes of DRDD (decoupled residual denoising diffusion) and where DRDD's
+# 5. state the two forward processes of DRDD (decoupled residual denoising diffusion) and where DRDD's
 #    sampler starts.
 #
 # **Runtime budget:** CPU only. Smoke size (what the tests run, `DRDD_EDU_SMOKE=1`): about 10 s on a
@@ -142,7 +141,7 @@ assert abs(float(gammas[-1].sqrt()) - 0.0063) < 1e-4
 #
 # $$I_t = I_{t-1} + \alpha_t I_\text{res} + \beta_t\,\epsilon_t,\qquad \epsilon_t\sim\mathcal N(0, I)\ \text{i.i.d.}$$
 #
-# **Indices (one convention for the whole course).** Steps are numbered as in the reference code,
+# **Indices (the course's convention).** Steps are numbered as in the reference code,
 # $t = 0, \dots, T-1$, and $I_t$, $\bar\alpha_t$, $\bar\beta_t$ describe the state *after* step $t$, that is after
 # $t' = t + 1$ steps. The start, the clean image $I_0$, comes before the first step: in this numbering
 # it sits at index $-1$ (so the recursion's first step reads $I_{t=0} = I_0 + \alpha_0 I_\text{res} + \beta_0\epsilon_0$, and
@@ -154,28 +153,23 @@ assert abs(float(gammas[-1].sqrt()) - 0.0063) < 1e-4
 # zero-mean Gaussians with variances $\beta_i^2$, a Gaussian with variance $\sum_{i\le t}\beta_i^2$. So
 #
 # $$\boxed{I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\,\epsilon},\qquad
-#   \bar\alpha_t = \sum_{i\le t}\alpha_i,\quad \bar\beta_t^2 = \sum_{i\le t}\beta_i^2,\quad
-#   \epsilon\sim\mathcal N(0, I).$$
+#   \bar\alpha_t = \sum_{i\le t}\alpha_i,\quad \bar\beta_t^2 = \sum_{i\le t}\beta_i^2,\quad \epsilon\sim\mathcal N(0, I).$$
 #
 # In code: $\alpha_t$ = `schedule.alphas`, $\beta_t^2$ = `schedule.betas2`, $\bar\alpha_t$ = `schedule.alphas_cumsum`,
 # $\bar\beta_t^2$ = `schedule.betas2_cumsum`; `q_sample` draws from the boxed marginal in one shot. If
 # $\bar\alpha_{T-1} = 1$, the end point $I_{T-1} = I_\text{in} + \bar\beta_{T-1}\epsilon$ is the *degraded input plus noise* —
 # where a restoration sampler can start, because at test time we know $I_\text{in}$.
 #
-# **Check (a), exact.** On a tiny "image" (one channel, 2×2 pixels, float64 so that exact identities
-# hold to ~1e-12), iterate the chain for a short schedule ($T = 50$) and keep the accumulated noise
-# $\sum_{i\le t}\beta_i\epsilon_i$. Feeding `q_sample` the normalised accumulated noise
-# $\epsilon = \sum_{i\le t}\beta_i\epsilon_i/\bar\beta_t$ must reproduce the chain sample by sample — this checks the algebra.
+# **Check (a), exact.** On a tiny "image" (2×2 pixels, float64: exact identities hold to ~1e-12), run
+# the chain for a short schedule ($T = 50$): `q_sample` fed the normalised accumulated noise
+# $\epsilon = \sum_{i\le t}\beta_i\epsilon_i/\bar\beta_t$ must reproduce it sample by sample — this checks the algebra.
 
 # %%
 x0_toy = torch.tensor([[[[0.8, -0.3], [0.1, 0.5]]]], dtype=torch.float64)  # (1, 1, 2, 2): I_0
 x_in_toy = torch.tensor([[[[-0.6, -0.9], [0.4, -0.2]]]], dtype=torch.float64)  # I_in
 res_toy = x_in_toy - x0_toy  # I_res = I_in − I_0
-n_mc = pick(40_000, 8_000)  # Monte-Carlo samples
-T_small = 50
+n_mc, T_small = pick(40_000, 8_000), 50  # Monte-Carlo samples, steps of the short schedule
 sched50 = rddm_schedule(T_small, sum_scale=1.0)
-print(sched50, "| Monte-Carlo samples:", n_mc)
-
 gen = seed_everything(2)
 I_chain = x0_toy.expand(n_mc, -1, -1, -1).clone()
 x0_batch, x_in_batch = x0_toy.expand_as(I_chain), x_in_toy.expand_as(I_chain)
@@ -205,12 +199,10 @@ assert worst_exact < 1e-12
 # (Bonferroni): if the claim is true, *all* $m$ pass with probability at least $1-p$. With $p = 10^{-4}$,
 # $z^* \approx 4$–$6$. The seeds are fixed, but the tolerances would hold for almost any other seed.
 
-
 # %%
 def z_threshold(m: int, false_alarm: float = 1e-4) -> float:
     """Two-sided Bonferroni critical value for m simultaneous z-tests."""
     return NormalDist().inv_cdf(1 - false_alarm / (2 * m))
-
 
 def check_moments(mean_hat, std_hat, mean, std, n, label="", false_alarm=1e-4):
     """Assert that sample means/stds (from n samples) match the claimed mean/std.
@@ -229,7 +221,6 @@ def check_moments(mean_hat, std_hat, mean, std, n, label="", false_alarm=1e-4):
     assert z_mean.max() < z_star, f"{label}: a sample mean is {float(z_mean.max()):.1f} standard errors off"
     assert z_std.max() < z_star, f"{label}: a sample std is {float(z_std.max()):.1f} standard errors off"
     return worst
-
 
 a50 = sched50.alphas_cumsum.reshape(T_small, 1, 1, 1)
 b50 = sched50.betas_cumsum.reshape(T_small, 1, 1, 1)
@@ -302,11 +293,9 @@ assert abs(float(sched_r1.alphas_cumsum[499]) - 0.75) < 1e-3 and abs(float(sched
 
 powers = (0.0, 0.5, 1.0, 2.0, 4.0)
 power_scheds = {k: rddm_schedule(T, sum_scale=1.0, alpha_power=k, beta_power=k) for k in powers}
-for k, sched in power_scheds.items():
-    # float-exact: boundary (an assigned end point)
+for k, sched in power_scheds.items():  # float-exact: boundary (an assigned end point)
     assert sched.alphas_cumsum[-1] == 1.0 and abs(sched.sum_scale - 1.0) < 1e-12, f"boundary conditions, power {k}"
-# a larger alpha_power adds the residual earlier: ᾱ_t is larger at every intermediate step,
-# and a larger beta_power adds the noise later: β̄_t is smaller at every intermediate step
+# a larger alpha_power adds the residual earlier (larger ᾱ_t), a larger beta_power the noise later (smaller β̄_t)
 for k_small, k_big in zip(powers[:-1], powers[1:], strict=True):
     assert (power_scheds[k_big].alphas_cumsum[:-1] > power_scheds[k_small].alphas_cumsum[:-1]).all()
     assert (power_scheds[k_big].betas2_cumsum[:-1] < power_scheds[k_small].betas2_cumsum[:-1]).all()
@@ -397,9 +386,8 @@ for name, (sched, x_in_row) in rows.items():
         z_mean = abs(float(strip[name, t].mean() - drift.mean())) / (b_t / math.sqrt(D))
         z_std = abs(float((strip[name, t] - drift).std()) - b_t) / (b_t / math.sqrt(2 * (D - 1)))
         assert z_mean < z_star and z_std < z_star, (name, t, z_mean, z_std)
-    if sched is not sched_ddim:
-        end = strip[name, 999]
-        assert torch.allclose(end, x_in_img + math.sqrt(sched.sum_scale) * eps_img, atol=1e-6), "I_{T-1} = I_in + sqrt(sum_scale)·ε"
+    if sched is not sched_ddim:  # I_{T-1} = I_in + sqrt(sum_scale)·ε, exactly
+        assert torch.allclose(strip[name, 999], x_in_img + math.sqrt(sched.sum_scale) * eps_img, atol=1e-6)
 print(f"brightness and noise-level checks passed ({n_checks} comparisons, z* = {z_star:.2f})")
 
 # %% [markdown]
@@ -409,11 +397,8 @@ print(f"brightness and noise-level checks passed ({n_checks} comparisons, z* = {
 # the noise ("SM-N"), or both ("SM-Res-N"). Substituting $I_0 = I_\text{in} - I_\text{res}$ into the marginal,
 # $I_t = I_\text{in} + (\bar\alpha_t - 1)\,I_\text{res} + \bar\beta_t\,\epsilon$, which can be solved for either unknown:
 #
-# $$\hat\epsilon = \frac{I_t - I_\text{in} - (\bar\alpha_t - 1)\,\hat I_\text{res}}{\bar\beta_t}
-#   \qquad\text{(always defined: } \bar\beta_t > 0\text{)},$$
-#
-# $$\hat I_\text{res} = \frac{I_t - I_\text{in} - \bar\beta_t\,\hat\epsilon}{\bar\alpha_t - 1}
-#   \qquad\text{(undefined where } \bar\alpha_t = 1\text{)},$$
+# $$\hat\epsilon = \frac{I_t - I_\text{in} - (\bar\alpha_t - 1)\,\hat I_\text{res}}{\bar\beta_t}\ \ \text{(always defined: } \bar\beta_t > 0\text{)},\qquad
+#   \hat I_\text{res} = \frac{I_t - I_\text{in} - \bar\beta_t\,\hat\epsilon}{\bar\alpha_t - 1}\ \ \text{(undefined where } \bar\alpha_t = 1\text{)},$$
 #
 # and with both predictions, $\hat I_0 = I_t - \bar\alpha_t \hat I_\text{res} - \bar\beta_t\hat\epsilon$. Why must the second formula
 # fail at $\bar\alpha_t = 1$? There $I_t = I_\text{in} + \bar\beta_t\epsilon$ contains **no information about $I_0$**: knowing
@@ -431,11 +416,9 @@ x0_b, x_in_b = x0_d.expand(B, -1, -1, -1), x_in_d.expand(B, -1, -1, -1)
 res_b = x_in_b - x0_b
 gen = seed_everything(9)
 eps_b = torch.randn(x0_b.shape, generator=gen, dtype=torch.float64)
-
 for sched in (sched_r1, sched_r001, sched_ddim):
     x_t = q_sample(x0_b, x_in_b, t_conv, sched, noise=eps_b)
-    a = sched.alphas_cumsum[t_conv].reshape(B, 1, 1, 1)
-    b = sched.betas_cumsum[t_conv].reshape(B, 1, 1, 1)
+    a, b = sched.alphas_cumsum[t_conv].reshape(B, 1, 1, 1), sched.betas_cumsum[t_conv].reshape(B, 1, 1, 1)
     # float64 rounding (~1e-16 on values of size ~1) is amplified by the division in each formula
     tol_div_beta, tol_div_one_minus_alpha = 1e-13 / b, 1e-13 / (1 - a)
     # exact predictions → exact conversions
@@ -451,10 +434,9 @@ for sched in (sched_r1, sched_r001, sched_ddim):
     x0_hat = predict_x0_from_res_noise(x_t, res_guess, eps_from_res, t_conv, sched)
     assert torch.allclose(x0_hat, x_in_b - res_guess, rtol=0, atol=1e-12)
     # an error δ in ε̂ becomes an error β̄_t/(1 − ᾱ_t)·δ in Î_res
-    delta = 1e-3
-    shift = predict_res_from_noise(x_t, x_in_b, eps_b + delta, t_conv, sched) - res_b
+    shift = predict_res_from_noise(x_t, x_in_b, eps_b + 1e-3, t_conv, sched) - res_b
     gain = b / (1 - a)
-    assert torch.allclose(shift, gain * delta * torch.ones_like(shift), rtol=1e-6, atol=1e-9)
+    assert torch.allclose(shift, gain * 1e-3 * torch.ones_like(shift), rtol=1e-6, atol=1e-9)
     print(f"{sched.name}: conversions exact; gain β̄/(1−ᾱ) at t = {t_conv.tolist()}: "
           + ", ".join(f"{float(v):.3g}" for v in gain.flatten()))
 
@@ -473,9 +455,8 @@ for fn in (predict_res_from_noise, predict_x0_from_noise):
 assert torch.allclose(predict_noise_from_res(x_t_last, x_in_d, x_in_d - x0_d, t_last, sched_r1), eps_b[:1], atol=1e-12)
 
 # %% [markdown]
-# **Predict, then run.** The next figure plots the error gain $\bar\beta_t/(1-\bar\alpha_t)$ of the noise → residual
-# conversion over $t$. Where is it largest, and does it stay finite for the DDIM-converted schedule,
-# whose $\bar\alpha$ never reaches 1? Sketch the three curves first.
+# **Predict, then run.** Sketch the error gain $\bar\beta_t/(1-\bar\alpha_t)$ of the noise → residual conversion over
+# $t$ for the three schedules. Where is it largest? Does it stay finite for the DDIM-converted one?
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -507,19 +488,15 @@ plt.close(fig)
 # *unpaired* clean images of the target domain.
 #
 # **Stage 2 — residual diffusion at a fixed noise level** $\sigma$ (the paper's "noise strength"; by
-# default $\sigma = \bar\beta_{T-1}$): $I^2_{-1} = I_0 + \sigma\,\epsilon'$ (the start, index $-1$ as above) and
-# $I^2_t = I^2_{-1} + \bar\alpha_t\,I_\text{res}$. The noise is drawn once and does not change with $t$; only the
-# residual is added, inside an already-noisy domain. With $\bar\alpha_{T-1} = 1$ the end point is
-#
-# $$I^2_{T-1} = I_\text{in} + \sigma\,\epsilon',$$
-#
+# default $\sigma = \bar\beta_{T-1}$): from $I^2_{-1} = I_0 + \sigma\,\epsilon'$ (the start, index $-1$ as above),
+# $I^2_t = I^2_{-1} + \bar\alpha_t\,I_\text{res}$. The noise is drawn once and stays; only the residual is added,
+# inside an already-noisy domain. With $\bar\alpha_{T-1} = 1$ the end point is $I^2_{T-1} = I_\text{in} + \sigma\,\epsilon'$,
 # computable at test time from the degraded input alone: **DRDD sampling starts there**, first removes
-# the residual in the noisy domain (reversing stage 2, landing near $I_0 + \sigma\epsilon'$), then removes the
-# noise with the stage-1 denoiser.
+# the residual in the noisy domain (reversing stage 2, landing near $I_0 + \sigma\epsilon'$), then the noise
+# with the stage-1 denoiser.
 #
-# Checks: the stage-1 sampler takes no `x_in` at all; stage 1 equals `q_sample` with $I_\text{in} = I_0$;
-# stage 2 hits its end points exactly; and the DRDD starting point coincides with RDDM's end point when
-# `sum_scale` = $\sigma^2$ — the two methods start from the same distribution and differ in the path back.
+# Checks: stage 1 takes no `x_in` and equals `q_sample` with $I_\text{in} = I_0$; stage 2 hits its end points
+# exactly; DRDD's start coincides with RDDM's end point for `sum_scale` = $\sigma^2$ (same start, another path).
 
 # %%
 assert "x_in" not in inspect.signature(q_sample_noise_stage).parameters, "stage 1 must not need the degraded input"
@@ -527,8 +504,7 @@ sigma = sched_r1.noise_strength
 assert math.isclose(sigma, 1.0, rel_tol=0, abs_tol=1e-12)  # β̄_{T-1} = sqrt(sum_scale) = 1
 
 gen = seed_everything(11)
-eps1 = torch.randn(x0_img.shape, generator=gen)
-eps2 = torch.randn(x0_img.shape, generator=gen)
+eps1, eps2 = torch.randn(x0_img.shape, generator=gen), torch.randn(x0_img.shape, generator=gen)
 for t in show_t:
     stage1 = q_sample_noise_stage(x0_img, t, sched_r1, noise=eps1)
     assert torch.allclose(stage1, q_sample(x0_img, x0_img, t, sched_r1, noise=eps1), atol=1e-6)
@@ -587,10 +563,8 @@ ax.set(xlabel=r"$\bar\alpha$ (share of residual added)", ylabel=r"$\bar\beta$ (n
 ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
 ax.set_title("forward paths", fontsize=9)
 for c, t in enumerate(show_t):
-    for r, (img, title) in enumerate([
-        (q_sample_noise_stage(x0_img, t, sched_r1, noise=eps1), rf"stage 1: $\bar\beta$={float(sched_r1.betas_cumsum[t]):.2f}"),
-        (q_sample_residual_stage(x0_img, x_in_img, t, sched_r1, noise=eps2), rf"stage 2: $\bar\alpha$={float(sched_r1.alphas_cumsum[t]):.2f}"),
-    ]):
+    for r, (img, title) in enumerate([(q_sample_noise_stage(x0_img, t, sched_r1, noise=eps1), rf"stage 1: $\bar\beta$={float(sched_r1.betas_cumsum[t]):.2f}"),
+                                      (q_sample_residual_stage(x0_img, x_in_img, t, sched_r1, noise=eps2), rf"stage 2: $\bar\alpha$={float(sched_r1.alphas_cumsum[t]):.2f}")]):
         a = fig.add_subplot(grid[r, 1 + c])
         a.imshow(from_model_range(img)[0].permute(1, 2, 0).numpy(), interpolation="nearest")
         a.set_title(f"t={t}\n{title}", fontsize=8)
@@ -599,30 +573,26 @@ fig.tight_layout()
 savefig(fig, "01_drdd_forward_paths")
 plt.show()
 plt.close(fig)
+report_runtime(START, budget_s=180)
 
 # %% [markdown]
 # ### Why decouple? (the DRDD paper's argument, in brief)
 #
 # These are **claims of the DRDD paper**, not results of this notebook:
-# * *Noise as a domain harmoniser.* Different degradations give inputs with very different statistics;
-#   adding the same Gaussian noise makes their distributions more alike (the paper's Proposition 3.1:
-#   the KL divergence strictly decreases — stated, proved and checked in notebook 05, §1). A residual
-#   network working at fixed $\sigma$ (stage 2) therefore sees harmonised inputs.
-# * *Keeping the noise until the end.* A coupled process removes the noise together with the residual,
-#   "too early" according to the paper; in DRDD the noise level stays at $\sigma$ while the residual goes.
-# * *The denoiser needs only clean images.* Stage 1 never sees $I_\text{in}$, so it can be trained on unpaired
-#   clean images (or start from a pretrained denoiser); the paper reports that DRDD degrades less than
-#   baselines when *paired* training data are reduced (notebook 09 tests this).
-
-# %%
-report_runtime(START, budget_s=180)
+# * *Noise as a domain harmoniser.* Adding the same Gaussian noise to inputs with different degradations
+#   makes their distributions more alike (the paper's Proposition 3.1: the KL divergence strictly
+#   decreases — proved and checked in notebook 05, §1), so stage 2, at fixed $\sigma$, sees harmonised inputs.
+# * *Keeping the noise until the end.* A coupled process removes the noise with the residual, "too early";
+#   in DRDD the noise level stays at $\sigma$ while the residual goes.
+# * *The denoiser needs only clean images* (stage 1 never sees $I_\text{in}$); the paper reports that DRDD
+#   degrades less than baselines when *paired* training data are reduced (notebook 09 tests this).
 
 # %% [markdown]
 # ## What you learned
 #
-# * DDPM, $x_t = \sqrt{\gamma_t}x_0 + \sqrt{1-\gamma_t}\epsilon$, shrinks the image at every step; RDDM adds the residual
-#   $I_\text{res} = I_\text{in} - I_0$ and noise, never shrinking: $I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\epsilon$ with $\bar\alpha_t = \sum_{i\le t}\alpha_i$, $\bar\beta_t^2 = \sum_{i\le t}\beta_i^2$ — derived from the
-#   per-step chain and checked sample by sample and by Monte Carlo (Bonferroni-corrected $z$-tests).
+# * DDPM shrinks the image at every step; RDDM adds the residual $I_\text{res} = I_\text{in} - I_0$ and noise:
+#   $I_t = I_0 + \bar\alpha_t I_\text{res} + \bar\beta_t\epsilon$, $\bar\alpha_t = \sum_{i\le t}\alpha_i$, $\bar\beta_t^2 = \sum_{i\le t}\beta_i^2$ — derived from the per-step
+#   chain, checked sample by sample and by Monte Carlo (Bonferroni-corrected $z$-tests).
 # * The reference schedule adds the residual early and the noise late, with $\bar\alpha_{T-1} = 1$ and
 #   $\bar\beta_{T-1}^2$ = `sum_scale`, so it ends at the noisy degraded input, where sampling starts.
 # * With $\bar\alpha_t = 1 - \sqrt{\gamma_t}$, $\bar\beta_t^2 = 1-\gamma_t$ and $I_\text{in} = 0$, RDDM *is* DDPM, sample by sample.
@@ -698,7 +668,7 @@ for t_ex in (0, 499, 999):
     mine = my_q_sample(x0_ex, x_in_ex, t_ex, sched_ex, eps_ex)
     assert mine.shape == x0_ex.shape, f"shape {tuple(mine.shape)}, expected {tuple(x0_ex.shape)}"
     assert torch.allclose(mine, q_sample(x0_ex, x_in_ex, t_ex, sched_ex, noise=eps_ex), rtol=0, atol=1e-12), t_ex
-# ᾱ_T = 1 and β̄_T² = sum_scale = 1: the last step is the degraded input plus unit noise
+# ᾱ_{T-1} = 1 and β̄²_{T-1} = sum_scale = 1: the last step is the degraded input plus unit noise
 assert torch.allclose(my_q_sample(x0_ex, x_in_ex, 999, sched_ex, eps_ex), x_in_ex + eps_ex, rtol=0, atol=1e-12)
 print("Exercise A: visible checks passed")
 ### BEGIN HIDDEN TESTS
