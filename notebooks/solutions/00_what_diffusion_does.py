@@ -37,11 +37,15 @@ assert abs(t_approx - t_half) < 2
 #   the data mean, so the loss approaches the data's variance; at small $t$ it is almost zero.
 #
 # So the $x_0$-network spends its capacity on the coarse layout at high noise, the $\epsilon$-network on
-# the fine detail at low noise. Sampling converts $\hat x_0$ to $\hat\epsilon$; near $t = 0$ that divides by
-# $\sqrt{1-\gamma_t} = 0.01$, but the DDIM step multiplies it back by $\sqrt{1-\gamma_s}$, so nothing blows up.
-# In our runs (full size, 12,000 steps each) both networks put about as many samples near the moons
-# (the numbers are printed below; at smoke size the $x_0$-network trains only a few hundred steps and is
-# clearly worse). The checks: the identity, and where each loss lives.
+# the fine detail at low noise — and the fine detail decides whether a sample lands *on* a moon: DDIM
+# with 50 steps returns $\hat x_0$ evaluated at $t = 19$. In our full-size run (12,000 steps each) the
+# $x_0$-network puts only **56 %** of its DDIM samples within 0.1 of the moons, against **94 %** for the
+# $\epsilon$-network. One denoising step from *true* noisy data at $t = 19$ shows why: the $\epsilon$-network's
+# $\hat x_0$ lands near the moons 99 % of the time, the $x_0$-network's only about 86 % (its error there is
+# larger and points off the curve rather than along it), and along the sampling path these errors
+# compound. (Predicting $x_0$ is not wrong — weighted by $\gamma_t/(1-\gamma_t)$ its loss *is* the $\epsilon$-loss —
+# but its plain version under-trains the small $t$.) The checks: the identity, where each loss lives,
+# and (at full size) the comparison.
 
 # %%
 seed_everything(40)
@@ -77,26 +81,35 @@ assert per_t_x0[-1] > 20 * per_t_x0[0], "the x0-loss lives at large t"
 assert per_t["network"][0] > 5 * per_t["network"][-1], "the ε-loss lives at small t"
 x0_samples = sample(as_library_model(eps_from_x0), zeros_in, ddim, DDIM_STEPS, mode="noise",
                     generator=seed_everything(42)).flatten(1)
+# one denoising step from true noisy held-out points at t = 19, the last step DDIM (50 steps) evaluates
+g19, t19 = gammas[19], torch.full((len(fresh),), 19)
+x19 = g19.sqrt() * fresh.double() + (1 - g19).sqrt() * torch.randn(fresh.shape, generator=seed_everything(39), **F64)
+with torch.no_grad():
+    near19 = {"x0-network": near_fraction(x0_net(x19.float(), t19)),
+              "ε-network": near_fraction(((x19 - (1 - g19).sqrt() * eps_net(x19.float(), t19)) / g19.sqrt()).float())}
+print("x̂_0 from x_19 near the moons:", {k: f"{v:.1%}" for k, v in near19.items()})
 print(f"near the moons: x0-network {near_fraction(x0_samples):.1%}, ε-network {frac[f'DDIM, {DDIM_STEPS} steps']:.1%}"
       f" (DDIM, {DDIM_STEPS} steps)")
 assert near_fraction(x0_samples) > 2 * frac["pure noise"]
-if not is_smoke():
-    assert near_fraction(x0_samples) > 0.8
+if not is_smoke():  # same steps, same architecture: the ε-network is better where the samples are finished
+    assert near19["x0-network"] < near19["ε-network"] - 0.05
+    assert near_fraction(x0_samples) < frac[f"DDIM, {DDIM_STEPS} steps"] - 0.2
 
 # %% [markdown]
 # ### Solution 3 — Fewer steps
 #
 # DDIM takes big jumps along the deterministic path, and each jump only needs $\hat\epsilon$ at its start.
 # With 2 steps the network is asked once at $t = 999$ (where $\hat x_0$ is little more than the data mean)
-# and once at $t = 499$; the points land in a blurred version of the moons. The fraction near the moons
-# climbs steeply up to about 10–20 steps and then saturates (the printed numbers below: at full size
-# 20 and 50 steps are within a few per cent). DDPM's stochastic sampler on a coarse grid — DDIM with
-# $\eta = 1$ in DDIM's convention (`eta_convention="ddim"`), which adds fresh noise at every step —
-# needs more steps than deterministic DDIM for the same quality: with 10 steps its large injected
-# noise is not removed again, with 50 steps it is close to DDIM.
+# and once at $t = 499$; the points land in a blurred version of the moons. In our full-size run the
+# fraction near the moons climbs from 11 % (2 steps) through 21 %, 44 % and 84 % (5, 10, 20 steps) to
+# 95 % at 50 steps and then saturates: 100 steps add almost nothing, and fresh data reach 96 %. DDPM's
+# stochastic sampler on a coarse grid — DDIM with $\eta = 1$ in DDIM's convention
+# (`eta_convention="ddim"`), which adds fresh noise at every step — works too, but needs at least as
+# many steps: 38 % with 10 steps (DDIM: 44 %), 95 % with 50. (At smoke size the network is weak and the
+# curve is noisier; the saturation is asserted with a wider tolerance there.)
 
 # %%
-step_counts = (2, 5, 10, 20, 50)
+step_counts = (2, 5, 10, 20, 50, 100)
 ddim_frac = {}
 for steps in step_counts:
     out = sample(as_library_model(eps_net), zeros_in, ddim, steps, mode="noise", generator=seed_everything(43))
@@ -109,10 +122,11 @@ for steps in (10, 50):
 print("DDIM, near the moons by number of steps:", {k: f"{v:.1%}" for k, v in ddim_frac.items()})
 print("DDPM-like (η = 1, DDIM convention):     ", {k: f"{v:.1%}" for k, v in ddpm_frac.items()})
 assert ddim_frac[50] > ddim_frac[2] and ddim_frac[20] > ddim_frac[5]  # more steps help ...
-assert abs(ddim_frac[50] - ddim_frac[20]) < pick(0.05, 0.15)  # ... until it saturates
+assert abs(ddim_frac[100] - ddim_frac[50]) < pick(0.05, 0.15)  # ... until it saturates
 assert ddpm_frac[50] > ddpm_frac[10]
 if not is_smoke():
-    assert ddim_frac[10] > ddpm_frac[10]  # on a coarse grid the deterministic sampler is better
+    assert all(ddim_frac[a] < ddim_frac[b] for a, b in zip(step_counts[:-2], step_counts[1:-1], strict=True))
+    assert ddim_frac[50] > 0.9 and ddim_frac[10] > ddpm_frac[10]  # coarse grid: deterministic is better
 
 fig, ax = plt.subplots(figsize=(5, 3.4))
 ax.plot(step_counts, [ddim_frac[k] for k in step_counts], "o-", label="DDIM (η = 0)")
@@ -178,10 +192,11 @@ assert float(gap20.mean()) > -N_SE * float(gap20.std()) / math.sqrt(N_EVAL)
 #
 # With $\eta = 0$ the sampler is a deterministic map of its starting noise $I_\text{in} + \bar\beta_{T-1}z$, so the
 # variety comes from $z$ alone; $\eta = 1$ adds fresh noise at every step. Both produce plausible
-# points here (full size: about 91 % and 94 % of the restored points near the moons, and an MMD² to
-# fresh data indistinguishable from 0), and both spread a repeated ambiguous input over both arcs;
-# the difference between them is small in this toy. The error in $x_2$ cannot go to zero — that is
-# the price of the lost information, and it is not a failure of the network.
+# points here. In our full-size run 92 % ($\eta = 0$) and 93 % ($\eta = 1$) of the restored points lie near
+# the moons, 87 % and 92 % in the ambiguous band $|x_1| < 0.25$ — where the MMSE answer manages only 21 %;
+# and one ambiguous input restored 200 times spreads its $x_2$ with a standard deviation of about 0.75
+# (both arcs) for either $\eta$. $x_1$ comes back to within 0.001, while the mean error in $x_2$ stays near
+# 0.35–0.39: the price of the lost information, not a failure of the network.
 
 # %%
 def degrade_lossy(x0):
