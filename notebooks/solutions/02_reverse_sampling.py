@@ -278,7 +278,7 @@ for seed in (11, 12):
     xs_seed = xin_img + rddm.noise_strength * torch.randn(
         xin_img.shape, generator=seed_everything(seed)
     )
-    out = sample_path(ideal_pred, xin_img, stair, x_start=xs_seed)
+    out = samplers.sample_path(ideal_pred, xin_img, stair, x_start=xs_seed)
     d = (out - bank).flatten(1).abs().max(1).values
     same = float((out - ideal_ends[("simultaneous", seed)]).abs().max()) < FLOAT32_TOL
     print(
