@@ -31,11 +31,11 @@ assert max(cont_err[(0.0, T_c)] for T_c in (100, 1000, 10000)) < FLOAT64_TOL  # 
 # %% [markdown]
 # ### Solution 2 — A path that adds noise
 #
-# Scaling node $k$'s $(1-\bar\alpha_k, \bar\beta_k)$ by $\lambda_k > 0$ keeps $\sigma'_k = \bar\beta_k/(1-\bar\alpha_k)$, and section 4 says
+# Scaling node $k$'s $(1-\bar\alpha_k, \bar\beta_k)$ by $\lambda_k > 0$ keeps $\sigma'_k = \bar\beta_k/(1-\bar\alpha_k)$, and section 3 says
 # the sampler then visits the same $y$ values, so the output is the same for every starting noise. We
 # alternate $\lambda_k$ between $\tfrac12$ and the largest allowed value ($\le 2$, with $\lambda_k(1-\bar\alpha_k) \le 1$), so
 # $\bar\beta$ jumps up and down along the path; the first node ($\bar\alpha = 1$) and the last one stay. In float64 (as in
-# section 4) the outputs agree to round-off with the 10-step residual-first path, for all `N_SEEDS` noises.
+# section 3) the outputs agree to round-off with the 10-step residual-first path, for all `N_SEEDS` noises.
 
 # %%
 rf10 = removal_path(ref_schedule, 10, "residual_first")
@@ -115,7 +115,7 @@ plt.show()
 # ### Solution 4 — Wrong starting noise
 #
 # **Oracle.** Write the start as $x_0 = I_\text{in} + \sigma z = I_0 + 1\cdot I_\text{res} + \bar\beta_{T-1}\,\epsilon$ with $\epsilon = (\sigma/\bar\beta_{T-1})z$. The
-# oracle returns the true residual and the noise $\epsilon$ *of the state it is shown*, so section 2's induction
+# oracle returns the true residual and the noise $\epsilon$ *of the state it is shown*, so the induction of section 2 (notebook 02, section 6)
 # applies unchanged: every node keeps the form $I_0 + a\,I_\text{res} + b\,\epsilon$, and at $(0, 0)$ the output is $I_0$,
 # for any $\sigma$ (checked below with the lab at $\sigma = 0.5$).
 #
