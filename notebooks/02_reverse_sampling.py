@@ -601,19 +601,17 @@ report_runtime(START, budget_s=180)
 # 1. **Posterior at the first step.** Evaluate $\tilde\sigma$ for $(t, s) = (999, 899)$ of the restoration schedule with
 #    `sum_scale = 1` and `0.01`. How does $\tilde\sigma$ scale with `sum_scale`? *Hint:* every $\bar\beta^2$ is proportional
 #    to `sum_scale`; check your answer with `posterior_sigma`.
-# 2. **Modes under an imperfect predictor.** Wrap the oracle so that its residual (or noise) is off by
-#    a fixed small perturbation $\delta$ (e.g. `0.01 * torch.randn_like(x)`), and run `sample` in the three
-#    modes with 5 steps. Which mode is most sensitive at the first step, and why? *Hint:* the derived
-#    term multiplies the error by $|\bar\alpha_t-1|/\bar\beta_t$ (SM-Res) or $\bar\beta_t/|\bar\alpha_t-1|$ (SM-N);
-#    print both ratios along `timestep_pairs(1000, 5)` for the DDIM-converted schedule.
-# 3. **Intermediate η.** Run section 3's equivalence with DDIM $\eta = 0.5$. Which RDDM η gives the same
-#    $\sigma$ — and is it the same for every step? *Hint:* $\sigma^2_\text{RDDM}(\eta') = \eta'\tilde\sigma^2$ and
-#    $\sigma^2_\text{DDIM}(\eta) = \eta^2\tilde\sigma^2/\gamma_s$, so equality needs $\eta' = \eta^2/\gamma_s$, which depends on $s$ and can exceed 1 (then no RDDM η matches).
-# 4. **A paired ideal predictor.** Write a predictor whose posterior weights also use the pairing:
-#    multiply the weights of `DatasetIdealPredictor.posterior_weights` by
-#    $\exp(-\|I_\text{in} - \mathrm{darken}(I_0^k)\|^2 / 2\tau^2)$ and renormalise. Restore the astronaut with it
-#    for $\tau = 0.1, 1, 10$. When does it behave like the oracle, and when like section 5's predictor?
-#    *Hint:* return `(x_in − Î_0, ε̂)` with $\hat\epsilon = (x - \hat I_0 - \bar\alpha(I_\text{in}-\hat I_0))/\bar\beta$.
+# 2. **Modes under an imperfect predictor.** Wrap the oracle so that its residual (or noise) is off by a fixed small
+#    perturbation $\delta$ (e.g. `0.01 * torch.randn_like(x)`) and run `sample` in the three modes with 5 steps. Which mode
+#    is most sensitive at the first step, and why? *Hint:* the derived term multiplies the error by $|\bar\alpha_t-1|/\bar\beta_t$
+#    (SM-Res) or $\bar\beta_t/|\bar\alpha_t-1|$ (SM-N); print both along `timestep_pairs(1000, 5)` for the DDIM-converted schedule.
+# 3. **Intermediate η.** Run section 3's equivalence with DDIM $\eta = 0.5$. Which RDDM η gives the same $\sigma$ — and is it
+#    the same for every step? *Hint:* $\sigma^2_\text{RDDM}(\eta') = \eta'\tilde\sigma^2$ and $\sigma^2_\text{DDIM}(\eta) = \eta^2\tilde\sigma^2/\gamma_s$, so equality needs
+#    $\eta' = \eta^2/\gamma_s$, which depends on $s$ and can exceed 1 (then no RDDM η matches).
+# 4. **A paired ideal predictor.** Write a predictor whose posterior weights also use the pairing: multiply the
+#    weights of `DatasetIdealPredictor.posterior_weights` by $\exp(-\|I_\text{in} - \mathrm{darken}(I_0^k)\|^2 / 2\tau^2)$ and renormalise.
+#    Restore the astronaut with it for $\tau = 0.1, 1, 10$. When does it behave like the oracle, and when like section 5's
+#    predictor? *Hint:* return `(x_in − Î_0, ε̂)` with $\hat\epsilon = (x - \hat I_0 - \bar\alpha(I_\text{in}-\hat I_0))/\bar\beta$.
 # 5. **Steps vs diversity.** In section 4, plot the median nearest-neighbour distance and the sample std against
 #    the number of steps (1, 2, 3, 5, 10, 20, 50) for $\eta = 0$ and $1$. Where do the curves flatten? *Hint:* the last
 #    step leaves from `t1 = timestep_pairs(1000, steps)[-1][0]`; compare the training points' spacing with $\bar\beta_{t_1}$.
@@ -628,12 +626,10 @@ report_runtime(START, budget_s=180)
 # is `raise NotImplementedError()`: replace it with your code, keeping the name and signature. The test cell below
 # each exercise shows some checks; the grader adds hidden ones and restores the test cells.
 #
-# **Exercise C (2 points) — ε̂ from Î_res (mode SM-Res).** Write
-# `noise_from_residual(x_t, x_in, res_hat, t, schedule)` returning
-# $\hat\epsilon = (I_t - I_\text{in} - (\bar\alpha_t - 1)\hat I_\text{res})/\bar\beta_t$ for an integer `t`, using
-# `schedule.alphas_cumsum` and `schedule.betas2_cumsum` (not the library's `predict_noise_from_res`: a
-# hidden test checks that your function does not call it).
-# It must work at every $t$, including $t = T-1$ where $\bar\alpha_t = 1$. *Hint:* §2's table.
+# **Exercise C (2 points) — ε̂ from Î_res (mode SM-Res).** Write `noise_from_residual(x_t, x_in, res_hat, t, schedule)`
+# returning $\hat\epsilon = (I_t - I_\text{in} - (\bar\alpha_t - 1)\hat I_\text{res})/\bar\beta_t$ for an integer `t`, using `schedule.alphas_cumsum` and
+# `schedule.betas2_cumsum` (not the library's `predict_noise_from_res`: a hidden test checks that your function does
+# not call it). It must work at every $t$, including $t = T-1$ where $\bar\alpha_t = 1$. *Hint:* §2's table.
 
 # %% nbgrader={"grade": false, "grade_id": "ex02-noise-from-residual", "locked": false, "solution": true, "schema_version": 3}
 def noise_from_residual(x_t, x_in, res_hat, t, schedule):

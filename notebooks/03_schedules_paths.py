@@ -30,13 +30,12 @@
 # 1. read RDDM's power family $P(x, k) = x^k$ of coefficient schedules, check its boundary conditions and its
 #    continuum limit $\bar\alpha_t \approx 1-(1-\tau)^{k_\alpha+1}$, $\bar\beta_t^2 \approx s\,\tau^{k_\beta+1}$, and say where a few-step sampler evaluates it;
 # 2. state RDDM's path-independence claim and know why it holds for the oracle;
-# 3. explain when paths agree with one hidden variable, the noise-to-signal ratio $\sigma' = \bar\beta/(1-\bar\alpha)$:
-#    equal $\sigma'$ sequences give equal outputs, all paths on which $\sigma'$ falls from $\infty$ to $0$ converge to the
-#    same answer, and the noise-first order breaks this;
-# 4. quantify how far removal orders, step counts and schedules disagree with the dataset-ideal predictor —
-#    sample by sample and in distribution — and read the numbers with $\sigma'$;
-# 5. use the interactive lab (`drdd_edu.widgets.PathLab`), export its settings as JSON and regenerate any of
-#    its figures from them with `plot_lab(run_lab(LabParams.from_json(s)))`.
+# 3. explain when paths agree with one hidden variable, the noise-to-signal ratio $\sigma' = \bar\beta/(1-\bar\alpha)$: equal $\sigma'$
+#    sequences give equal outputs, $\sigma'$-monotone paths converge to one answer, and noise-first breaks this;
+# 4. quantify how far orders, step counts and schedules disagree with the dataset-ideal predictor — sample by
+#    sample and in distribution — and read the numbers with $\sigma'$;
+# 5. use the interactive lab (`drdd_edu.widgets.PathLab`), export its settings as JSON and regenerate any of its
+#    figures with `plot_lab(run_lab(LabParams.from_json(s)))`.
 #
 # **Runtime budget:** CPU only, no training. Smoke size (what the tests run, `DRDD_EDU_SMOKE=1`: 16×16 images,
 # 64 starting noises): about 10–20 s on a 2-core machine. Full size (`DRDD_EDU_SMOKE=0`: 32×32 images, 256
@@ -307,29 +306,25 @@ plt.show()
 # %% [markdown]
 # ## 4. Orders, steps and schedules, measured
 #
-# Now the consequences in numbers. First one starting noise, the three orders, 5 steps, via `run_lab`; then all
-# `N_SEEDS` starting noises for several paths and step counts, recording **which photo** each $z$ ends on (the
-# nearest one) and how far from it. Paths: simultaneous on the reference schedule ($k_\alpha = k_\beta = 1$) and on two other
-# members of the family, residual-first, and noise-first. The yardstick is the simultaneous path with `REF_STEPS`
-# steps, the **reference map** $z \mapsto$ photo. We measure the fraction of outputs that *are* a photo (RMS < $10^{-4}$), the
-# fraction that agree with the reference map, and the frequency of each photo.
+# The consequences in numbers: one starting noise through the three orders (5 steps, `run_lab`), then all `N_SEEDS`
+# starting noises through several paths and step counts, recording **which photo** each $z$ ends on (the nearest)
+# and how far from it. Paths: simultaneous on the reference schedule and on two other members of the family,
+# residual-first, noise-first; the yardstick is the simultaneous path with `REF_STEPS` steps, the **reference map**
+# $z \mapsto$ photo. We measure the fractions of outputs that *are* a photo (RMS < $10^{-4}$) and that agree with the reference
+# map, and the frequency of each photo.
 #
-# **Predict, then run.** Using section 3, write down three guesses. (i) With 50 steps, on what fraction of the
-# starting noises do the simultaneous and the residual-first paths end on the same photo as the reference map?
-# (ii) And with 2 steps? (iii) How many *different* outputs does the noise-first path produce for the `N_SEEDS`
-# starting noises?
+# **Predict, then run.** Using section 3: (i) with 50 steps, on what fraction of the starting noises do the
+# simultaneous and residual-first paths end on the reference map's photo? (ii) With 2 steps? (iii) How many
+# *different* outputs does noise-first produce for the `N_SEEDS` starting noises?
 
 # %%
 one_seed = {order: run_lab(LabParams(predictor="dataset_ideal", order=order, steps=5, size=IMG_SIZE, seed=4))
             for order in PATH_ORDERS}
-for order, r in one_seed.items():
+for order, r in one_seed.items():  # one start; two end exactly on a photo, noise-first next to one
     print(f"{order:15s}: nearest photo {r.nearest_image:10s} at RMS {r.nearest_rmse:.1e}, PSNR vs the true I_0 {r.psnr:5.1f} dB")
-assert all(torch.equal(r.x_start, one_seed["simultaneous"].x_start) for r in one_seed.values())  # one start ...
-# ... two end exactly on a training photo, noise-first next to one
-assert one_seed["simultaneous"].nearest_rmse < ON_PHOTO and one_seed["residual_first"].nearest_rmse < ON_PHOTO
-assert one_seed["noise_first"].nearest_rmse > 100 * ON_PHOTO
-# the lab and the batch below use the same sampler: one lab run, replayed from its own starting state
-lab_run = one_seed["simultaneous"]
+    assert torch.equal(r.x_start, one_seed["simultaneous"].x_start)
+    assert (r.nearest_rmse > 100 * ON_PHOTO) if order == "noise_first" else (r.nearest_rmse < ON_PHOTO)
+lab_run = one_seed["simultaneous"]  # the lab and the batch below use the same sampler: a replay
 assert float((sample_path(ideal, x_in_img, lab_run.path, x_start=lab_run.x_start) - lab_run.output).abs().max()) < FLOAT32_TOL
 
 

@@ -154,11 +154,12 @@ assert float(freq_by_sigma[0.1][k_star]) > float(freq_by_sigma[1.0][k_star])
 # of the distances between photos (roughly $\sigma' \sim 1$–$10$). The printed $\log\sigma'$ nodes show that the spacing
 # in $\log\sigma'$ is fairly even for every $k_\alpha$ (gaps of about 1–3); what differs is *where* the nodes sit.
 # $k_\alpha = 0$ puts its first finite node lowest ($\sigma'_1 \approx 4$): the first step jumps from $\infty$ into the range
-# where the choice is already being made, and its agreement is clearly the worst (0.83 at smoke size).
-# $k_\alpha = 0.5$–$2$ start higher ($\sigma'_1 \approx 9$–$100$) and put the other nodes through the decisive range; they
-# tie at the top (0.92). $k_\alpha = 4$ starts very high ($\sigma'_1 \approx 2500$) and wastes a node above the decisive
-# range, slightly worse (0.91). Karras et al.'s rule for VE diffusions in one sentence: start high enough,
-# then spend the steps evenly in $\log\sigma'$ across the range where the decision happens.
+# where the choice is already being made, and its agreement is clearly the worst (0.83 at smoke size, 0.52 at
+# full size). $k_\alpha = 0.5$–$2$ start higher ($\sigma'_1 \approx 9$–$100$) and put the other nodes through the decisive range:
+# they are the best at smoke size (0.92 each); at full size $k_\alpha = 1$ and $2$ lead (0.89, 0.88) and $k_\alpha = 0.5$ falls
+# back (0.82). $k_\alpha = 4$ starts very high ($\sigma'_1 \approx 2500$) and wastes a node above the decisive range (0.91;
+# full size 0.82). Karras et al.'s rule for VE diffusions in one sentence: start high enough, then spend the steps
+# evenly in $\log\sigma'$ across the range where the decision happens.
 
 # %%
 speed = {}
