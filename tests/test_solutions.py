@@ -121,7 +121,14 @@ def test_build_writes_instructor_versions(tmp_path: Path) -> None:
 
 
 def test_the_harness_executes_the_instructor_version() -> None:
-    import conftest  # the repository root's
+    import importlib.util
+
+    # the repository root's conftest (``import conftest`` may find tests/conftest.py instead)
+    root = Path(__file__).resolve().parents[1] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("drdd_root_conftest", root)
+    assert spec is not None and spec.loader is not None
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
 
     source = next(p for p in SOURCES if p.stem.startswith("09"))
     conftest.convert_notebooks()
