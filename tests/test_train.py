@@ -129,6 +129,30 @@ def test_tiny_restore_config_is_tiny_cpu_with_sm_res_and_low_noise():
     assert weights["blur"] > 1 and all(w == 1 for t, w in weights.items() if t != "blur")
 
 
+def test_tiny_restore_cosine_config_is_tiny_restore_with_a_decaying_lr():
+    """The tiny-restore-cosine recipe: tiny-restore with a cosine lr decay, a slower EMA,
+    its run length and its evaluation/checkpoint cadence, nothing else."""
+    cosine, base = load_config("tiny-restore-cosine"), load_config("tiny-restore")
+    assert cosine.name == "tiny-restore-cosine"
+    assert (cosine.lr_schedule, base.lr_schedule) == ("cosine", "constant")
+    assert math.isclose(cosine.lr_min, 1e-5) and math.isclose(cosine.ema_decay, 0.999)
+    assert cosine.lr_at(cosine.steps - 1) < 1.1 * cosine.lr_min  # the lr has decayed at the end
+    allowed = {
+        "name",
+        "lr_schedule",
+        "lr_min",
+        "ema_decay",
+        "steps",
+        "eval_every",
+        "eval_images",
+        "ckpt_every",
+        "keep_last",
+    }
+    a, b = cosine.to_dict(), base.to_dict()
+    differ = {k for k in a if k not in allowed and a[k] != b[k]}
+    assert not differ, differ
+
+
 @pytest.mark.parametrize(
     "changes, match",
     [
