@@ -129,6 +129,30 @@ def test_tiny_restore_config_is_tiny_cpu_with_sm_res_and_low_noise():
     assert weights["blur"] > 1 and all(w == 1 for t, w in weights.items() if t != "blur")
 
 
+def test_tiny_restore_cosine_config_is_tiny_restore_with_a_decaying_lr():
+    """The tiny-restore-cosine recipe: tiny-restore with a cosine lr decay, a slower EMA,
+    its run length and its evaluation/checkpoint cadence, nothing else."""
+    cosine, base = load_config("tiny-restore-cosine"), load_config("tiny-restore")
+    assert cosine.name == "tiny-restore-cosine"
+    assert (cosine.lr_schedule, base.lr_schedule) == ("cosine", "constant")
+    assert math.isclose(cosine.lr_min, 1e-5) and math.isclose(cosine.ema_decay, 0.999)
+    assert cosine.lr_at(cosine.steps - 1) < 1.1 * cosine.lr_min  # the lr has decayed at the end
+    allowed = {
+        "name",
+        "lr_schedule",
+        "lr_min",
+        "ema_decay",
+        "steps",
+        "eval_every",
+        "eval_images",
+        "ckpt_every",
+        "keep_last",
+    }
+    a, b = cosine.to_dict(), base.to_dict()
+    differ = {k for k in a if k not in allowed and a[k] != b[k]}
+    assert not differ, differ
+
+
 @pytest.mark.parametrize(
     "changes, match",
     [
@@ -155,6 +179,13 @@ def test_tiny_restore_config_is_tiny_cpu_with_sm_res_and_low_noise():
         ({"task_weights": (0, 0, 0, 0, 0)}, "every trained task weight 0"),
         ({"task_weights": (1, 0, 0, 0, 0), "tasks": ("rain",)}, "every trained task weight 0"),
         ({"task_weights": (1, 1, 1, 2, 1), "dataset": "synthetic"}, "needs dataset"),
+        ({"lr_schedule": "linear"}, "unknown lr_schedule"),
+        (
+            {"lr_schedule": "cosine", "lr_min": 2e-3},
+            r"lr_min must be a finite number in \[0.0, 0.001\]",
+        ),
+        ({"lr_schedule": "cosine", "lr_min": -1e-5}, "lr_min must be a finite number"),
+        ({"lr_min": 1e-5}, "lr_min .* is the cosine schedule's final learning rate"),
     ],
 )
 def test_bad_configs(changes, match):
@@ -279,6 +310,56 @@ def test_run_with_crops_and_warmup(cache_dir, tmp_path):
     assert trainer.lr_at(0) == pytest.approx(5e-4) and trainer.lr_at(5) == pytest.approx(1e-3)
     last = trainer.run()
     assert last["step"] == 3
+
+
+def test_lr_schedules_constant_and_cosine():
+    """Warm-up then constant (the default, what every run before the option had), or half a
+    cosine from lr down to lr_min at the last step; a stored config without the keys reads as
+    the constant schedule."""
+    from drdd_edu.train import with_config_defaults
+
+    lr, lr_min, w, steps = 1e-3, 1e-5, 10, 110
+    const = TrainConfig(**{**BASE, "lr": lr, "warmup_steps": w, "steps": steps})
+    cos = const.replace(lr_schedule="cosine", lr_min=lr_min)
+    assert (const.lr_schedule, const.lr_min) == ("constant", 0.0)
+    for k in range(w):  # the same linear warm-up: lr·(k + 1)/w
+        assert const.lr_at(k) == pytest.approx(lr * (k + 1) / w)
+        assert cos.lr_at(k) == pytest.approx(lr * (k + 1) / w)
+    assert all(const.lr_at(k) == pytest.approx(lr) for k in range(w, steps + 5))
+    assert cos.lr_at(w) == pytest.approx(lr)  # the cosine starts where the warm-up ends
+    assert cos.lr_at(w + (steps - w) // 2) == pytest.approx((lr + lr_min) / 2)  # half-way
+    quarter = lr_min + (lr - lr_min) * (1 + math.cos(math.pi / 4)) / 2
+    assert cos.lr_at(w + (steps - w) // 4) == pytest.approx(quarter)
+    after = [cos.lr_at(k) for k in range(w, steps)]
+    assert all(a > b for a, b in zip(after[:-1], after[1:], strict=True))  # decreasing
+    last = lr_min + (lr - lr_min) * (1 + math.cos(math.pi * (steps - 1 - w) / (steps - w))) / 2
+    assert cos.lr_at(steps - 1) == pytest.approx(last)  # the last step: just above lr_min
+    assert lr_min < cos.lr_at(steps - 1) < lr_min + 1e-3 * lr
+    assert cos.lr_at(steps + 100) == pytest.approx(lr_min)  # clipped past the end
+    no_warmup = cos.replace(warmup_steps=0)
+    assert no_warmup.lr_at(0) == pytest.approx(lr)
+    # a checkpoint written before the option existed: constant schedule, lr_min 0
+    stored = {k: v for k, v in const.to_dict().items() if k not in ("lr_schedule", "lr_min")}
+    filled = with_config_defaults(stored)
+    assert (filled["lr_schedule"], filled["lr_min"]) == ("constant", 0.0)
+    assert filled == const.to_dict()
+
+
+def test_trainer_follows_the_cosine_schedule_and_resume_keeps_its_steps(cache_dir, tmp_path):
+    """The optimiser steps with the config's lr_at(step); a cosine run's schedule is fixed by
+    its steps, so resuming it with other steps is refused (a constant one may be extended)."""
+    cfg = _cfg(cache_dir, tmp_path / "c", steps=4, warmup_steps=1, ckpt_every=2)
+    cfg = cfg.replace(lr_schedule="cosine", lr_min=1e-4)
+    trainer = Trainer(cfg)
+    seen = [(s["lr"], trainer.optimizer.param_groups[0]["lr"]) for s in trainer.steps()]
+    want = [cfg.lr_at(k) for k in range(4)]
+    assert [a for a, _ in seen] == pytest.approx(want)
+    assert [b for _, b in seen] == pytest.approx(want)  # what the optimiser really used
+    assert want[1] == pytest.approx(1e-3) and want[3] < want[2] < want[1]
+    with pytest.raises(CheckpointError, match="config mismatch.*steps: checkpoint 4 vs now 6"):
+        Trainer(cfg.replace(steps=6), resume=True)
+    resumed = Trainer(cfg, resume=True)  # the same steps: fine
+    assert resumed.step == 4
 
 
 def test_run_progress_bar_option(cache_dir, capsys):

@@ -23,6 +23,8 @@ STAGES: tuple[str, ...] = ("rddm", "drdd_noise", "drdd_residual")
 #: ``auto_res_noise`` (one output read both as I_res and as ε, mixed by a learnable λ)
 TRAIN_OBJECTIVES: tuple[str, ...] = (*OBJECTIVES, "auto_res_noise")
 LOSSES: tuple[str, ...] = ("l1", "l2")
+#: learning-rate schedules after the linear warm-up (:meth:`TrainConfig.lr_at`)
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 AMP_MODES: tuple[str, ...] = ("auto", "bf16", "off")
 DATASETS: tuple[str, ...] = ("allinone5", "synthetic")
 SCHEDULES: tuple[str, ...] = ("rddm", "ddim")
@@ -157,6 +159,13 @@ class TrainConfig:
         lr, betas, weight_decay, warmup_steps (linear warm-up), steps (total), grad_clip
         (0: off), loss (``l1``/``l2``), ema_decay and ema_warmup (decay
         min(ema_decay, (1 + k)/(10 + k)) at step k), seed.
+        lr_schedule: the learning rate after the warm-up (:meth:`lr_at`): ``"constant"``
+            (default: ``lr`` to the end) or ``"cosine"`` (half a cosine from ``lr`` down to
+            ``lr_min`` at the last step, Loshchilov & Hutter's SGDR without restarts). A cosine
+            run's schedule depends on ``steps``, so such a run cannot be resumed with other
+            ``steps``.
+        lr_min: the cosine schedule's final learning rate, in [0, lr] (0 by default; must stay
+            0 with the constant schedule, where it would have no effect).
         aosa_lambda_lr_scale: AOSA's λ learns at ``lr × aosa_lambda_lr_scale`` (1: the same
             optimiser step as the network, RDDM's setting; Adam then moves λ by ≈ that lr per
             step whatever the size of ∂L/∂λ, so the threshold 0.01 is met after ≈ 0.01/lr steps —
@@ -206,6 +215,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    lr_min: float = 0.0
     steps: int = 500
     grad_clip: float = 1.0
     loss: str = "l1"
@@ -269,6 +280,7 @@ class TrainConfig:
         choice("stage", STAGES)
         choice("time_mode", TIME_MODES)
         choice("loss", LOSSES)
+        choice("lr_schedule", LR_SCHEDULES)
         choice("amp", AMP_MODES)
         choice("dataset", DATASETS)
         choice("schedule", SCHEDULES)
@@ -370,6 +382,12 @@ class TrainConfig:
         number("noise_strength", 0.0, lo_open=True)
         number("data_fraction", 0.0, 1.0, lo_open=True)
         number("lr", 0.0, lo_open=True)
+        number("lr_min", 0.0, self.lr)
+        if self.lr_schedule == "constant" and self.lr_min != 0:
+            raise ValueError(
+                f"lr_min ({self.lr_min}) is the cosine schedule's final learning rate: set "
+                "lr_schedule = 'cosine', or leave lr_min at 0 with the constant schedule"
+            )
         number("weight_decay", 0.0)
         number("grad_clip", 0.0)
         number("aosa_lambda_lr_scale", 0.0, lo_open=True)
@@ -468,6 +486,22 @@ class TrainConfig:
                 "task_weights weighs paired (degraded, clean) data; the drdd_noise stage and "
                 "generation train on unpaired clean images: set task_weights = []"
             )
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of (0-based) step ``step`` of ``steps``.
+
+        Linear warm-up over the first ``w = warmup_steps`` steps, lr·(step + 1)/w; then
+        ``constant``: lr; ``cosine``: lr_min + (lr − lr_min)·(1 + cos(π·p))/2 with
+        p = (step − w)/(steps − w) ∈ [0, 1) (clipped to 1 past the last step), so the first step
+        after the warm-up gets lr and the last one ≈ lr_min.
+        """
+        w = self.warmup_steps
+        if step < w:
+            return self.lr * (step + 1) / w
+        if self.lr_schedule == "constant":
+            return self.lr
+        p = min(1.0, (step - w) / max(1, self.steps - w))
+        return self.lr_min + (self.lr - self.lr_min) * 0.5 * (1.0 + math.cos(math.pi * p))
 
     @property
     def model_objective(self) -> str:

@@ -205,7 +205,10 @@ class Trainer:
             return  # nothing written yet: a fresh start is the correct resume
         ck = ckpt_io.load_checkpoint(path, map_location=self.device)
         stored = with_config_defaults(ck["config_dict"])
-        ckpt_io.check_config(stored, self.config.to_dict(), RESUME_MUTABLE_KEYS, path)
+        mutable = RESUME_MUTABLE_KEYS
+        if self.config.lr_schedule != "constant":  # the schedule's shape depends on steps
+            mutable = mutable - {"steps"}
+        ckpt_io.check_config(stored, self.config.to_dict(), mutable, path)
         try:
             self.model.load_state_dict(ck["model"])
             self.ema.load_state_dict(ck["ema"])
@@ -295,9 +298,9 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
-        """Learning rate of (0-based) step ``step``: linear warm-up, then constant."""
-        w = self.config.warmup_steps
-        return self.config.lr * min(1.0, (step + 1) / w) if w else self.config.lr
+        """Learning rate of (0-based) step ``step``: linear warm-up, then the config's
+        ``lr_schedule`` (:meth:`TrainConfig.lr_at`)."""
+        return self.config.lr_at(step)
 
     def ema_decay_at(self, step: int) -> float:
         """EMA decay after (0-based) step ``step``: min(ema_decay, (1 + k)/(10 + k)) with warm-up."""
