@@ -110,7 +110,7 @@ def _cells_by_id(nb) -> dict:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("assignments")
-    paths = build_all(out, select=["01", "02"], formats=("ipynb", "py"))
+    paths = build_all(out, select=["01", "02"], formats=("ipynb", "py"), instructor=False)
     return {p.name[:2] + p.suffix: p for p in paths}
 
 
