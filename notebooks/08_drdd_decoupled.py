@@ -37,7 +37,7 @@
 #    run can and cannot show.
 #
 # **Runtime budget.** CPU, smoke size (the tests): an estimated 20–30 s on an idle 2-core machine (one
-# thread; measured 62–86 s when it was 4× overloaded); the harness allows 180 s. CPU, full size: about
+# thread; measured 62–97 s when it was 4–5× overloaded); the harness allows 180 s. CPU, full size: about
 # 2 minutes (**estimated** from 483 s on the overloaded machine); section 5 reads the shipped results,
 # and without them trains the `cpu` size (an estimated 10–20 min, **not measured**). GPU: `drdd-edu
 # experiment coupled --size full` (CUDA only), documented in `drdd_edu.experiments`, not run here.
@@ -472,19 +472,18 @@ assert s_drdd < s_noise + 0.02 and p_drdd < p_noise + 0.5  # DRDD stays under it
 # ## 5. Trained networks: the coupled-vs-decoupled experiment
 #
 # `drdd_edu.experiments` runs the paper's ablation (Table 8) at our scale: coupled RDDM (`pred_res_noise`,
-# 5 steps) against DRDD (2 + 2 steps), **same total optimiser steps** and paired data, scored per task on
-# a stratified test set (`psnr_in`, `ssim_in`: the degraded input). Newer results add `drdd_cond` (the
-# *released code's* denoiser, which also sees $I_\text{in}$, so trains on pairs), `drdd_exact` (no denoiser:
-# the injected noise is subtracted exactly) and the noise stage alone on clean + σ noise
-# (`noise_stage_drdd`; the best linear denoiser, `noise_stage_wiener`).
-#
-# In the shipped `cpu`-size results (1 200 steps per network) section 4's picture returns: DRDD's SSIM
-# is below the inputs', RDDM's (it sees $I_\text{in}$ at every step) above, the noise stage alone already
-# below the inputs'. **Conditioning** lifts that bound — the degraded input still shows the detail the
-# noise hides: over the shipped seeds `drdd_cond` and `drdd_exact` beat the input on every seed and are
-# level with RDDM within the seed spread. So the paper's text ("trained exclusively on unpaired target
-# images") and its σ = 1 numbers cannot both hold at this scale. Then a run of our own (smoke size; at
-# full size the `cpu` size if nothing is shipped): after a few dozen steps only its **structure** counts.
+# 5 steps) against DRDD (2 + 2 steps), **same total optimiser steps** and paired data, scored per task
+# (`psnr_in`, `ssim_in`: the degraded input). Newer results add `drdd_cond` (the *released code's*
+# denoiser, which also sees $I_\text{in}$, so trains on pairs), `drdd_exact` (the injected noise subtracted
+# exactly, no denoiser) and the noise stage alone on clean + σ noise (`noise_stage_drdd`, and the best
+# linear denoiser `noise_stage_wiener`). In the shipped `cpu` results (1 200 steps per network) section
+# 4's picture returns: DRDD's SSIM is below the inputs', RDDM's (it sees $I_\text{in}$ at every step) above,
+# the noise stage alone already below the inputs'. **Conditioning** lifts that bound — the degraded
+# input still shows the detail the noise hides: over the shipped seeds `drdd_cond` and `drdd_exact`
+# beat the input on every seed and are level with RDDM within the seed spread. So the paper's text
+# ("trained exclusively on unpaired target images") and its σ = 1 numbers cannot both hold at this
+# scale. Then a run of our own (smoke size; at full size `cpu` if nothing is shipped): only its
+# **structure** counts after a few dozen steps.
 
 # %%
 shipped = load_results("coupled", "full", results_dir=RESULTS_DIR) or load_results("coupled", "cpu", results_dir=RESULTS_DIR)
