@@ -19,6 +19,9 @@
 #
 # **Level:** 3 — advanced (needs notebooks 01, 02 and 07 or 08).
 #
+# **Study time:** about 75 minutes (reading, running, and the two graded exercises); the code runs in
+# about a minute.
+#
 # **Prerequisites:** notebook 01 (the RDDM forward process and the DDIM coefficient conversion),
 # notebook 02 (the three sampling modes SM-Res, SM-N, SM-Res-N and the conversions between
 # predictions), notebook 07 (`TrainConfig`, `Trainer.steps()`, the Adam optimiser).
@@ -55,7 +58,8 @@
 # **How to read it.** Every claim is an `assert`. Identities are checked to float precision,
 # Monte Carlo estimates within 4 standard errors. About real training we assert only what holds at
 # any size: $\lambda$ stays in $[0, 1]$, the choice is the side $\lambda$ ended on, the decision
-# step is within the budget.
+# step is within the budget. Cells marked **Predict, then run** ask you to write down your guess
+# *before* you run the next cell.
 
 # %%
 import math
@@ -231,6 +235,9 @@ del tr
 # whose step for a constant gradient $g$ is $\eta\, g / (\lvert g\rvert + \varepsilon) \approx \eta\,\operatorname{sign}(g)$:
 # λ moves by about the learning rate per step *whatever the size of the gap* — the decision takes
 # about threshold/η steps and depends only on the gap's **sign**.
+#
+# **Predict, then run.** With η = 10⁻³ and the threshold 0.01, after how many steps does SGD decide for
+# a gap of 0.6, and for a gap of 0.06? And Adam?
 
 
 # %%
@@ -371,6 +378,10 @@ assert ideal["generation, s² = image variance"] == "pred_noise"
 # network until $|\lambda - \tfrac12| \ge$ threshold and returns an `AOSASelection` with the
 # choice, λ's history and the decision step. We run it on one restoration task (haze, L1) and on
 # generation ($I_\text{in} = 0$, unpaired clean images, L2 as RDDM), with the tiny network.
+#
+# **Predict, then run.** §4 says an ideal network picks SM-Res for restoration and SM-N for generation.
+# After how many steps will these selections decide (§3, with the config's warm-up), and which side
+# will generation land on?
 
 # %%
 from drdd_edu.aosa import select_objective, train_aosa
@@ -605,6 +616,22 @@ shutil.rmtree(tmp, ignore_errors=True)
 # `cpu`-size results the slow λ keeps SM-Res for every restoration task and turns to SM-N for
 # generation — §4's ideal-network prediction and RDDM's reported split. Exercise 3 asks you to
 # reproduce it and look at the trajectories.
+#
+# ## What you learned
+#
+# * SM-Res predicts the residual, SM-N the noise; an error in ε reaches $\hat I_0$ multiplied by
+#   $\bar\beta_t/(1-\bar\alpha_t)$ — infinite at the start of RDDM's restoration schedule, so AOSA runs on the
+#   DDIM-converted schedule. In restoration the residual is small or readable from $I_\text{in}$; in
+#   generation it is the whole image.
+# * AOSA mixes the two readings of one output with a learnable λ: $\partial\mathcal L/\partial\lambda =
+#   \mathcal L_\text{res} - \mathcal L_\epsilon$ (checked with autograd). Under SGD the decision time scales with
+#   1/|gap|; under Adam λ moves by about the learning rate per step, so it decides in about
+#   threshold/lr steps on the gap's *sign* alone.
+# * For an ideal network (L2) λ = ½ is a tipping point set by the Bayes errors: SM-Res for restoration,
+#   SM-N for generation. A real selection with λ at the network's learning rate decides after ~20
+#   steps, on the untrained network's losses, and picks SM-Res even for generation; a 100× slower λ
+#   reproduces RDDM's split in the shipped results. The reference code overwrites the choice;
+#   `train_aosa` keeps it.
 #
 # ## Exercises
 #

@@ -18,6 +18,7 @@ Rows: ``{"method", "task", "psnr", "ssim", "psnr_in", "ssim_in", "n"}`` for the 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -32,7 +33,16 @@ from .evaluation import Denoiser, rddm_restorer, task_rows
 from .runs import rddm_config, residual_config
 from .sizes import SizeSettings
 
-__all__ = ["METHODS", "REFERENCES", "METHOD_COLORS", "n_jobs", "execute", "plot"]
+__all__ = [
+    "METHODS",
+    "REFERENCES",
+    "METHOD_COLORS",
+    "n_jobs",
+    "execute",
+    "plot",
+    "check_rows",
+    "format_table",
+]
 
 METHODS: tuple[str, ...] = ("rddm", *DRDD_VARIANTS)
 REFERENCES: tuple[str, ...] = ("noise_stage_wiener", "noise_stage_drdd")
@@ -138,6 +148,81 @@ def plot(rows: list[dict[str, Any]], meta: dict[str, Any], title: str) -> Any:
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
+
+
+def check_rows(rows: list[dict[str, Any]]) -> None:
+    """Check the structure of a coupled-experiment table (no claim about who wins).
+
+    One row per method and task (the five tasks and ``"average"``); methods ``rddm`` and ``drdd``
+    at least (older results have only these), the others from :data:`METHODS` and
+    :data:`REFERENCES`; every score finite, SSIMs in [−1, 1], ``n ≥ 1``; the same ``n`` for every
+    task of a method (stratified); the average row the mean of the task rows (to 1e-3: stored
+    tables are rounded); and the same input scores (``psnr_in``, ``ssim_in``, ``n``) for every
+    method of a task, since all methods are scored on the same test patches.
+
+    Raises:
+        ValueError: naming the first row or method that breaks a rule.
+    """
+    keys = ("psnr", "ssim", "psnr_in", "ssim_in")
+    by = {(r.get("method"), r.get("task")): r for r in rows}
+    methods = {m for m, _ in by}
+    if not {"rddm", "drdd"} <= methods <= {*METHODS, *REFERENCES}:
+        raise ValueError(
+            f"coupled table: methods {sorted(map(str, methods))} (need rddm and drdd, "
+            f"others from {(*METHODS, *REFERENCES)})"
+        )
+    wanted = {(m, t) for m in methods for t in (*TASKS, "average")}
+    if set(by) != wanted or len(by) != len(rows):
+        raise ValueError(
+            f"coupled table: not one row per method and task (missing {sorted(wanted - set(by))}, "
+            f"{len(rows) - len(by)} duplicated)"
+        )
+    for (method, task), r in by.items():
+        if missing := [k for k in (*keys, "n") if k not in r]:
+            raise ValueError(f"coupled table: {method}/{task}: no column {missing}")
+        values = [float(r[k]) for k in keys]
+        if not all(math.isfinite(v) for v in values) or not all(-1 <= v <= 1 for v in values[1::2]):
+            raise ValueError(
+                f"coupled table: {method}/{task}: scores {values} not finite or SSIM outside [-1, 1]"
+            )
+        if int(r["n"]) < 1:
+            raise ValueError(f"coupled table: {method}/{task}: n = {r['n']} < 1")
+        ref = by["rddm", task]
+        if any(abs(float(ref[k]) - float(r[k])) > 1e-9 for k in ("psnr_in", "ssim_in", "n")):
+            raise ValueError(
+                f"coupled table: {method}/{task}: input scores or n differ from rddm's"
+            )
+    for method in methods:
+        per_task = [by[method, t] for t in TASKS]
+        if len({int(r["n"]) for r in per_task}) != 1:
+            raise ValueError(f"coupled table: {method}: not stratified (n per task differs)")
+        for key in ("psnr", "ssim"):
+            mean = sum(float(r[key]) for r in per_task) / len(per_task)
+            if abs(float(by[method, "average"][key]) - mean) > 1e-3 * max(1.0, abs(mean)):
+                raise ValueError(
+                    f"coupled table: {method}: average {key} is not the mean over tasks"
+                )
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The table as text: one line per task (and the average), the input and every method present
+    as ``PSNR / SSIM``."""
+    by = {(r["method"], r["task"]): r for r in rows}
+    methods = [m for m in (*METHODS, *REFERENCES) if (m, "average") in by]
+    lines = [
+        f"{'task':10s} {'input':>14s} "
+        + " ".join(f"{m:>18s}" for m in methods)
+        + "   (PSNR dB / SSIM)"
+    ]
+    for task in (*TASKS, "average"):
+        ref = by["rddm", task]
+        cells = " ".join(
+            f"{float(by[m, task]['psnr']):9.2f} / {float(by[m, task]['ssim']):.3f}" for m in methods
+        )
+        lines.append(
+            f"{task:10s} {float(ref['psnr_in']):6.2f} / {float(ref['ssim_in']):.3f} {cells}"
+        )
+    return "\n".join(lines)
 
 
 def _get(rows: list[dict[str, Any]], method: str, task: str) -> dict[str, Any]:

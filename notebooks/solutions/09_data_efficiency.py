@@ -1,0 +1,164 @@
+# %% [markdown]
+# ### Solution 1 — Per task
+#
+# The relative SSIM change from 100 % to the smallest fraction, per task and method, for every run
+# the notebook read (`runs`: the shipped seeds, or the smoke run). One identity keeps us honest about
+# what "the average hides": the average row is the mean over tasks, so its relative change is the
+# **SSIM-weighted mean of the per-task changes**, $\Delta_\text{avg} = \sum_k w_k\Delta_k$ with
+# $w_k = \text{SSIM}_k(100\,\%) / \sum_j \text{SSIM}_j(100\,\%)$ — a task that collapsed would move the
+# average by only about a fifth of its own drop.
+
+# %%
+per_task_change = {}  # (seed, method, task) -> relative SSIM change 100 % -> lowest fraction
+for run in runs:
+    for m in METHODS:
+        full = {t: table(run.rows, "ssim", t)[m][1.0] for t in TASKS}
+        for t in TASKS:
+            per_task_change[run.seed, m, t] = relative_change(
+                full[t], table(run.rows, "ssim", t)[m][lo]
+            )
+        weighted = sum(full[t] * per_task_change[run.seed, m, t] for t in TASKS) / sum(
+            full.values()
+        )
+        avg_change = relative_change(
+            table(run.rows, "ssim")[m][1.0], table(run.rows, "ssim")[m][lo]
+        )
+        assert abs(weighted - avg_change) < 2e-3, (
+            run.seed,
+            m,
+            weighted,
+            avg_change,
+        )  # stored rounding only
+print(f"relative SSIM change 100 % → {lo:.0%} per task ({result.size} size)")
+for run in runs:
+    for m in METHODS:
+        cells = "  ".join(f"{t} {per_task_change[run.seed, m, t]:+7.2%}" for t in TASKS)
+        print(f"  seed {run.seed} {m:5s} {cells}")
+worst = min(per_task_change, key=per_task_change.get)
+print(
+    f"largest loss: {per_task_change[worst]:+.2%} ({worst}); largest |change|: "
+    f"{max(abs(v) for v in per_task_change.values()):.2%}"
+)
+if result.size == "cpu" and len(runs) >= 2:  # the shipped CPU-size seeds discussed below
+    assert (
+        per_task_change[worst] > -0.2
+    )  # no task collapses (measured: worst −10.7 %, rddm/rain, seed 0)
+    # the per-task changes are mostly seed noise: some task changes sign between seeds for each method
+    for m in METHODS:
+        assert any(
+            per_task_change[runs[0].seed, m, t] * per_task_change[runs[1].seed, m, t] < 0
+            for t in TASKS
+        ), m
+    # RDDM's low-light SSIM *rises* with fewer pairs on every seed, by more than any loss elsewhere
+    assert all(
+        per_task_change[r.seed, "rddm", "low_light"] > abs(per_task_change[worst]) for r in runs
+    )
+
+# %% [markdown]
+# **Answer.** No task collapses when three quarters of the pairs are removed: on the shipped `cpu`
+# seeds the worst per-task loss is about −11 % (RDDM, rain, seed 0 — and only −2 % on seed 1). The
+# average is not hiding one collapsing task; it is hiding large swings of **both** signs: RDDM's
+# low-light SSIM *rises* by 17–26 % at 25 % of the pairs (its SSIM is low, 0.36–0.47, so small
+# absolute moves are large relative ones), haze and blur change sign between seeds for one method or
+# the other. That is the signature of seed-to-seed noise, not of data efficiency: at this scale
+# neither method is limited by the number of pairs (section 6), so per-task curves inherit the noise
+# of the average, amplified by the smaller test strata ($n$ = 32 patches per task at `cpu` size).
+
+# %% [markdown]
+# ### Solution 2 — More unpaired data
+#
+# **What to change.** The noise stage's training images come from `data.target_dataset()` — the
+# trainer of stage `drdd_noise` builds its (unpaired) source from it. To use *all* clean images, give
+# that stage a pool made of the target set **plus the clean halves of the paired training split**
+# (never the test split), e.g. a config switch read where the trainer builds the stage's source, with
+# the same augmentation and batching. In a data-efficiency study the pool must stay the same at every
+# fraction — take the clean halves of *all* training pairs, not only of the fraction's — so that the
+# noise network is still trained once and shared, and the four runs still differ only in the residual
+# network's pairs.
+#
+# **Why it keeps the unpaired promise.** D1's loss, $\lVert\hat\epsilon(I_0 + \bar\beta_t\epsilon, t) - \epsilon\rVert^2$, uses
+# $I_0$ alone: the noise network never sees $I_\text{in}$ and never learns *which* degraded image belongs to a
+# clean one. A clean training target used this way is just a clean image; the pairing information is
+# thrown away, so nothing that needs pairs is learned from it. Two cautions: (i) the test split must
+# stay out — its source photographs are disjoint from the training ones, which we check below — and
+# (ii) the training targets come from the *same* photographs as the residual network's pairs, unlike
+# the target set (deliberately other photographs), so the noise network becomes more in-domain for
+# the test-time residual outputs; that is a legitimate use of cheap clean data, but it changes what the
+# comparison with RDDM (which never sees unpaired images) measures.
+
+# %%
+target_u8 = data.target_dataset().clean_u8
+train_clean_u8 = torch.from_numpy(data.arrays["train_clean"])
+pool_u8 = torch.cat([target_u8, train_clean_u8])
+assert pool_u8.shape[1:] == target_u8.shape[1:] and len(pool_u8) == len(target_u8) + len(
+    train_clean_u8
+)
+# the enlarged pool shares no source photograph with the test split (no test leakage)
+assert src["test"].isdisjoint(src["train"] | src["target"])
+# D1 needs no pairing: section 2 checked that the noise stage's batches have no degraded half at all
+print(
+    f"unpaired pool: {len(target_u8)} target + {len(train_clean_u8)} clean training targets = "
+    f"{len(pool_u8)} images ({len(pool_u8) / len(target_u8):.0f}× the target set)"
+)
+
+# %% [markdown]
+# ### Solution 3 — Equal budgets?
+#
+# The numbers first: what each method gets in the shipped run (or, without shipped results, in the
+# smoke-size settings).
+
+# %%
+from drdd_edu.nn import build_model, count_parameters
+
+settings_sol = get_size(result.size)
+n_fr = len(fracs)
+drdd_total = (
+    settings_sol.noise_steps + n_fr * settings_sol.residual_steps
+)  # the noise net is shared
+rddm_total = n_fr * settings_sol.rddm_steps
+assert (
+    settings_sol.rddm_steps == settings_sol.noise_steps + settings_sol.residual_steps
+)  # the rule, per fraction
+params = {
+    name: count_parameters(build_model("tiny", objective=obj, conditioned=cond))
+    for name, obj, cond in (
+        ("DRDD noise net", "pred_noise", False),
+        ("DRDD residual net", "pred_res", True),
+        ("RDDM net", "pred_res_noise", True),
+    )
+}
+print(
+    f"per fraction: DRDD {settings_sol.noise_steps} + {settings_sol.residual_steps} steps, RDDM {settings_sol.rddm_steps}"
+)
+print(
+    f"over the {n_fr} fractions: DRDD {drdd_total} steps (noise net trained once), RDDM {rddm_total}"
+)
+print(f"parameters: {params}")
+print(f"unpaired clean images only DRDD sees: {len(data.target_dataset().clean_u8)} target patches")
+assert drdd_total < rddm_total
+assert params["DRDD noise net"] + params["DRDD residual net"] > 1.9 * params["RDDM net"]
+if (
+    shipped is not None and "runs" in shipped.meta
+):  # the shipped run trained one noise net for all fractions
+    names_sol = [r["name"] for r in shipped.meta["runs"]]
+    assert sum(n.startswith("drdd-noise") for n in names_sol) == 1
+
+# %% [markdown]
+# **For the rule.** Equal optimiser steps per fraction is the standard way to compare methods at equal
+# training compute: each DRDD result (noise net + residual net) cost as many steps as the RDDM result
+# it is compared with, and the claim under test — decoupling lets the noise half learn from cheap
+# unpaired images — is exactly what the rule lets DRDD use.
+#
+# **Against it.** DRDD gets several things "for free" that the rule does not count:
+#
+# * **unpaired data** — the 120 clean target patches from other photographs (and, in the paper, a
+#   denoiser pretrained on natural images); RDDM is given no way to use them;
+# * **capacity** — two networks, about twice RDDM's parameters (printed above), each specialised;
+# * **amortisation** — the noise network is trained once and reused at every fraction, so over the
+#   whole curve DRDD spends fewer steps than RDDM (printed above); and the noise net's steps do not
+#   shrink with the fraction, so at 25 % the residual net alone sees the reduced pairs, for as many steps
+#   as at 100 %.
+#
+# A fairer design would state what is equalised (steps, parameters, images seen) and vary one at a
+# time — e.g. give RDDM the unpaired images too (pretraining it as a generator with $I_\text{in} = 0$, or a
+# two-network RDDM of equal size), or count the shared noise steps once per curve.
