@@ -13,7 +13,7 @@ MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN T
 def check_student_versions(out: Path, sources: dict[str, Path]) -> dict[str, object]:
     """Build the student versions of ``sources`` ({"NN": path}) into ``out`` as ipynb and py,
     assert the structure, and return {file name: the student notebook} for further checks."""
-    paths = build_all(out, select=sorted(sources), formats=("ipynb", "py"))
+    paths = build_all(out, select=sorted(sources), formats=("ipynb", "py"), instructor=False)
     assert sorted(p.name for p in paths) == sorted(
         f"{src.stem}.{fmt}" for src in sources.values() for fmt in ("ipynb", "py")
     )
