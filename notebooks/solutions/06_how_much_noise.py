@@ -136,6 +136,7 @@ for pool_ in (4, 2):  # the exercise's D = 192, then the main features (D = 768)
         stars[main_choice if pool_ == 2 else "pixels pool 4"],
     )
     top_ = np.linalg.eigvalsh(cov_s_)[::-1]
+    assert top_[0] > 0.5 * top_.sum() and np.median(top_) < top_.mean() / 50  # far from isotropic
     print(
         f"pool {pool_}: D = {iso_s.dim}, h² = {h_**2:.1f}; source eigenvalues {np.round(top_[:3], 1)} …, median {np.median(top_):.4f}"
     )
@@ -436,7 +437,14 @@ print(
     f"√MMD² at σ = 0: B = {B0_sqrt:.4f} (the population value is 0), {B0_sqrt / as_mmd(B_main)[:, 4].mean():.0%} of B(0.4)"
 )
 assert B0_sqrt > 0.01
+J_mmd2 = res["mmd2"]["curves"].J
+b_ = int(np.argmin(J_mmd2))
+vertex = GRID[b_] + 0.05 * (J_mmd2[b_ - 1] - J_mmd2[b_ + 1]) / (
+    J_mmd2[b_ - 1] - 2 * J_mmd2[b_] + J_mmd2[b_ + 1]
+)
+print(f"vertex of the parabola through the MMD² minimum and its neighbours: σ = {vertex:.3f}")
 if is_smoke():  # 4 draws of 300 images
+    assert 1.1 < vertex < 1.2
     assert need["mmd2"]["point"] > 1000 and 100 < need["mmd2"]["two points"] < 1000
     assert boot_width["mmd2"] == [0.2, 0.2, 0.1, 0.1] and boot_width["mmd"][-1] == 0.0
 
