@@ -346,7 +346,7 @@ for eta in (0.0, 0.25, 0.5, 1.0):
         assert abs(rddm_var - g_s * ddim_sigma(ddim, t, s, math.sqrt(eta)) ** 2) < FLOAT64_TOL
         if eta in (0.0, 1.0):  # float-exact: literal (a value passed through unchanged)
             assert abs(rddm_var - g_s * ddim_sigma(ddim, t, s, eta) ** 2) < FLOAT64_TOL
-        elif eta == 0.25:  # not equal at the same intermediate η (unless σ = 0)
+        elif eta == 0.25:  # float-exact: literal; not equal at the same intermediate η (unless σ = 0)
             assert rddm_var > 2 * g_s * ddim_sigma(ddim, t, s, eta) ** 2
 print(f"first step: σ_RDDM(1) = {posterior_sigma(ddim, 999, 899, 1.0):.4f}, σ_DDIM(1) = {ddim_sigma(ddim, 999, 899, 1.0):.4f}")
 

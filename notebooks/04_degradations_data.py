@@ -276,7 +276,7 @@ for seed in range(N_SEEDS):
         t = haze(white, generator=seed, beta=beta) - h0
         airlight = h0[..., 0, 0] / (1 - t[..., 0, 0])  # (1, 3): per-channel A
         assert torch.allclose(t[:, 0], t[:, 1], atol=FLOAT32_TOL) and torch.allclose(t[:, 0], t[:, 2], atol=FLOAT32_TOL)
-        lo, hi = (math.exp(-1.0), math.exp(-0.25)) if beta == 1.0 else (t_min, t_max)
+        lo, hi = (math.exp(-1.0), math.exp(-0.25)) if beta == 1.0 else (t_min, t_max)  # float-exact: literal
         assert lo - FLOAT32_TOL <= float(t.min()) and float(t.max()) <= hi + FLOAT32_TOL, (float(t.min()), float(t.max()))
         assert float(t[..., 0, :].max()) < float(t[..., -1, :].min()), "the top row must be hazier than the bottom row"
         assert 0.72 - FLOAT32_TOL <= float(airlight.min()) and float(airlight.max()) <= 0.98 + FLOAT32_TOL

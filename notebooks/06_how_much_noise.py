@@ -116,7 +116,7 @@ TGT = data.target_clean  # P_t: the unpaired clean target domain, [0, 1]
 # %%
 toy_sigmas = np.round(np.linspace(0, 2, 21), 2)
 both_rise = objective_from_curves(toy_sigmas, toy_sigmas**2, np.tanh(toy_sigmas), LAM)
-assert both_rise.sigma_star == 0.0 and both_rise.J[0] == 0.0  # "both increase" ⇒ σ* = 0 (float-exact: grid values)
+assert both_rise.sigma_star == 0.0 and both_rise.J[0] == 0.0  # float-exact: grid ("both increase" ⇒ σ* = 0)
 trade_off = objective_from_curves(toy_sigmas, np.exp(-2 * toy_sigmas), toy_sigmas**2, LAM)
 assert 0.5 <= trade_off.sigma_star <= 1.5  # an interior optimum
 print(f"toy: both rise → σ* = {both_rise.sigma_star}; A falls, B rises → σ* = {trade_off.sigma_star}")

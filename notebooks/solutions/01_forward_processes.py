@@ -149,7 +149,7 @@ betas2_s5 = torch.cat([torch.full((half,), (1 - delta) / half, **f64), torch.ful
 two_phase = Schedule(alphas_s5, torch.cumsum(alphas_s5, 0), betas2_s5, torch.cumsum(betas2_s5, 0), name="two-phase")
 print(two_phase)
 assert abs(float(two_phase.alphas_cumsum[-1]) - 1) < 1e-12 and abs(two_phase.sum_scale - 1) < 1e-12
-assert float(two_phase.alphas_cumsum[half - 1]) == 0.0  # float-exact: no residual in phase 1
+assert float(two_phase.alphas_cumsum[half - 1]) == 0.0  # float-exact: zero (no residual in phase 1)
 assert abs(float(two_phase.betas_cumsum[half - 1]) - math.sqrt(1 - delta)) < 1e-12
 # exactly zero noise in phase 2 is refused, with the reason
 try:

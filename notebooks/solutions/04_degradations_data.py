@@ -13,7 +13,7 @@ black_s1 = torch.zeros(N_SEEDS, 3, 32, 32)
 zeros_no_floor = float((low_light(black_s1, generator=0, read_noise=0.0) == 0).double().mean())
 zeros_floor = (low_light(black_s1, generator=0, read_noise=0.005) == 0).double()
 print(f"read_noise = 0: {zeros_no_floor:.1%} of the pixels are exactly 0")
-assert zeros_no_floor == 1.0  # exact: clip(0 · n) = 0
+assert zeros_no_floor == 1.0  # float-exact: count (clip(0 · n) = 0 on every pixel)
 within_se(float(zeros_floor.mean()), 0.5, math.sqrt(0.25 / zeros_floor.numel()),
           "read_noise = 0.005: fraction of exact zeros")
 

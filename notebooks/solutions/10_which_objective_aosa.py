@@ -39,7 +39,7 @@ def l1_losses(s2: float, gam: torch.Tensor, y: torch.Tensor, lam: float):
             2 * torch.special.ndtr((o - b) / sd_e) - 1
         )
 
-    if lam == 0.5:
+    if lam == 0.5:  # float-exact: literal
         o = (a * sd_e + b * sd_r) / (sd_r + sd_e)  # the closed form: u_r = −u_ε
         assert float(slope(o).abs().max()) < 1e-12
     else:
