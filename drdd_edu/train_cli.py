@@ -165,7 +165,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "experiment",
         help="run a DRDD experiment (coupled, data-efficiency, noise-sweep, matched-noise, aosa, or all)",
     )
-    ex.add_argument("name", help="coupled, data-efficiency, noise-sweep, matched-noise, aosa, or all")
+    ex.add_argument(
+        "name", help="coupled, data-efficiency, noise-sweep, matched-noise, aosa, or all"
+    )
     ex.add_argument(
         "--size", default=None, help="smoke (CI), cpu (laptop CPU) or full (GPU); default smoke"
     )
