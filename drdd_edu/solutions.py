@@ -110,14 +110,21 @@ def check_solutions(source: Path | str) -> list[str]:
     from .assignments import read_notebook
 
     source = Path(source)
-    wanted = exercise_numbers(read_notebook(source))
+    path = solutions_path(source)
+    groups = read_solutions(path) if path.is_file() else None
+    return _problems(source, read_notebook(source), groups)
+
+
+def _problems(source: Path, nb, groups: dict[int, list] | None) -> list[str]:  # noqa: ANN001
+    """:func:`check_solutions` for an already read notebook ``nb`` and its solution ``groups``
+    (None: there is no solutions file)."""
+    wanted = exercise_numbers(nb)
     path = solutions_path(source)
     problems = []
     if wanted != list(range(1, len(wanted) + 1)):
         problems.append(f"{source.name}: exercises are numbered {wanted}, not 1..{len(wanted)}")
-    if not path.is_file():
+    if groups is None:
         return problems + ([f"{source.name}: no solutions file {path}"] if wanted else [])
-    groups = read_solutions(path)
     problems += [f"{source.name}: exercise {k} has no solution" for k in wanted if k not in groups]
     problems += [
         f"{path.name}: Solution {k} answers no exercise of {source.name}"
@@ -144,12 +151,13 @@ def instructor_notebook(nb, source: Path | str):  # noqa: ANN001, ANN201
     path = solutions_path(source)
     if not path.is_file():
         return nb
-    problems = check_solutions(source)
+    groups = read_solutions(path)
+    problems = _problems(Path(source), nb, groups)
     if problems:
         raise SolutionsError("; ".join(problems))
     out = copy.deepcopy(nb)
     out.cells.append(nbformat.v4.new_markdown_cell(INTRO))
-    for cells in read_solutions(path).values():
+    for cells in groups.values():
         for cell in cells:
             make = (
                 nbformat.v4.new_code_cell

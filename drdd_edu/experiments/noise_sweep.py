@@ -27,7 +27,15 @@ from .evaluation import task_rows
 from .runs import residual_config
 from .sizes import SizeSettings
 
-__all__ = ["n_jobs", "execute", "plot", "interior_optimum", "PAPER_OPTIMUM", "SWEEPS"]
+__all__ = [
+    "n_jobs",
+    "execute",
+    "plot",
+    "interior_optimum",
+    "sweep_values",
+    "PAPER_OPTIMUM",
+    "SWEEPS",
+]
 
 #: the noise strength the DRDD paper measures as best
 PAPER_OPTIMUM: float = 1.0
@@ -68,16 +76,28 @@ def execute(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
+def sweep_values(
+    rows: list[dict[str, Any]],
+    sweep: str,
+    method: str,
+    metric: str = "psnr",
+    task: str = "average",
+) -> dict[float, float]:
+    """{σ: ``metric``} of one result's ``sweep`` for ``method`` on ``task``; rows written before
+    the DRDD variants (no ``method`` column) count as ``drdd``."""
+    return {
+        float(r["sigma"]): float(r[metric])
+        for r in rows
+        if r["sweep"] == sweep and r.get("method", "drdd") == method and r["task"] == task
+    }
+
+
 def interior_optimum(
     rows: list[dict[str, Any]], sweep: str, method: str, metric: str = "psnr", task: str = "average"
 ) -> tuple[float, bool]:
     """(the σ with the best ``metric`` in ``sweep`` for ``method``, whether it lies strictly
     inside the swept σ range). Old rows without a ``method`` column count as ``drdd``."""
-    pts = sorted(
-        (r["sigma"], r[metric])
-        for r in rows
-        if r["sweep"] == sweep and r.get("method", "drdd") == method and r["task"] == task
-    )
+    pts = sorted(sweep_values(rows, sweep, method, metric, task).items())
     if not pts:
         raise KeyError(f"no rows for sweep {sweep!r}, method {method!r}, task {task!r}")
     best = max(range(len(pts)), key=lambda i: pts[i][1])
@@ -101,11 +121,7 @@ def plot(rows: list[dict[str, Any]], meta: dict[str, Any], title: str) -> Any:
     avg = [r for r in rows if r["task"] == "average"]
     for ax, sweep in zip(axes, sweeps, strict=True):
         for method in DRDD_VARIANTS:
-            pts = sorted(
-                (r["sigma"], r["psnr"])
-                for r in avg
-                if r["sweep"] == sweep and r.get("method", "drdd") == method
-            )
+            pts = sorted(sweep_values(rows, sweep, method).items())
             if pts:
                 ax.plot(*zip(*pts, strict=True), "o-", color=METHOD_COLORS[method], label=method)
         inputs = [r["psnr_in"] for r in avg if "psnr_in" in r]

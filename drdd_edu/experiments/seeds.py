@@ -26,6 +26,7 @@ import numpy as np
 
 from ..verdicts import SeedVerdict, seed_verdict
 from .io import ExperimentResult, read_results
+from .noise_sweep import sweep_values
 
 __all__ = [
     "INPUT",
@@ -154,13 +155,17 @@ def markdown_table(
 
 
 def _sweep_values(
-    result: ExperimentResult, sweep: str, method: str, metric: str, task: str
+    result: ExperimentResult, sweep: str, method: str, metric: str, task: str = "average"
 ) -> dict[float, float]:
-    """{σ: metric} of one seed's sweep (old rows without ``method`` count as ``drdd``)."""
+    """{σ: metric} of one seed's sweep for ``method``, or for :data:`INPUT` the degraded input's
+    ``{metric}_in`` (from any row that stores it; older rows do not)."""
+    if method != INPUT:
+        return sweep_values(result.rows, sweep, method, metric, task)
+    key = f"{metric}_in"
     return {
-        float(r["sigma"]): float(r[metric])
+        float(r["sigma"]): float(r[key])
         for r in result.rows
-        if r["sweep"] == sweep and r.get("method", "drdd") == method and r["task"] == task
+        if r["sweep"] == sweep and r["task"] == task and key in r
     }
 
 
@@ -202,21 +207,13 @@ def sweep_table(
     head = ["σ", *methods, "input"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     digits = 2 if metric == "psnr" else 3
+    per_method = {
+        m: [_sweep_values(res, sweep, m, metric) for res in results] for m in (*methods, INPUT)
+    }
     for sig in sigmas:
         cells = [f"{sig:g}"]
         for method in (*methods, INPUT):
-            vals = []
-            for res in results:
-                for r in res.rows:
-                    ok = r["sweep"] == sweep and r["task"] == "average"
-                    if ok and abs(float(r["sigma"]) - sig) < 1e-9:
-                        if method == INPUT and f"{metric}_in" in r:
-                            vals.append(float(r[f"{metric}_in"]))
-                            break
-                        if r.get("method", "drdd") == method:
-                            vals.append(float(r[metric]))
-                            break
-            v = np.asarray(vals)
+            v = np.asarray([vals[sig] for vals in per_method[method] if sig in vals])
             spread = f" ± {v.std(ddof=1):.{digits}f}" if v.size > 1 else ""
             cells.append(f"{v.mean():.{digits}f}{spread}" if v.size else "—")
         lines.append("| " + " | ".join(cells) + " |")
