@@ -153,6 +153,19 @@ def test_tiny_restore_cosine_config_is_tiny_restore_with_a_decaying_lr():
     assert not differ, differ
 
 
+def test_tiny_restore_all_config_is_tiny_restore_cosine_on_all_pairs():
+    """The tiny-restore-all recipe: tiny-restore-cosine on the uncapped training split, longer,
+    with a 2× (not 4×) blur weight and its own cadence, nothing else."""
+    every, cosine = load_config("tiny-restore-all"), load_config("tiny-restore-cosine")
+    assert every.name == "tiny-restore-all" and every.max_patches_per_image == 0
+    assert every.steps == 4000 and tuple(every.task_weights) == (1.0, 1.0, 1.0, 2.0, 1.0)
+    assert every.lr_at(every.steps - 1) < 1.1 * every.lr_min  # the cosine spans the longer run
+    allowed = {"name", "max_patches_per_image", "steps", "task_weights", "eval_every", "ckpt_every"}
+    a, b = every.to_dict(), cosine.to_dict()
+    differ = {k for k in a if k not in allowed and a[k] != b[k]}
+    assert not differ, differ
+
+
 @pytest.mark.parametrize(
     "changes, match",
     [

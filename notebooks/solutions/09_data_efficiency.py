@@ -65,16 +65,14 @@ if result.size == "cpu" and len(runs) >= 2:  # the shipped CPU-size seeds discus
 # of the average, amplified by the smaller test strata ($n$ = 32 patches per task at `cpu` size).
 
 # %% [markdown]
-# ### Solution 2 — More unpaired data
+# ### Solution 2 — The unpaired pool
 #
-# **What to change.** The noise stage's training images come from `data.target_dataset()` — the
-# trainer of stage `drdd_noise` builds its (unpaired) source from it. To use *all* clean images, give
-# that stage a pool made of the target set **plus the clean halves of the paired training split**
-# (never the test split), e.g. a config switch read where the trainer builds the stage's source, with
-# the same augmentation and batching. In a data-efficiency study the pool must stay the same at every
-# fraction — take the clean halves of *all* training pairs, not only of the fraction's — so that the
-# noise network is still trained once and shared, and the four runs still differ only in the residual
-# network's pairs.
+# **How it is built.** The pool is the target set **followed by the clean halves of the whole paired
+# training split** (never the test split); `TrainConfig.unpaired_pool = "all_clean"` makes the
+# `drdd_noise` trainer read it instead of the target set alone. It must stay the same at every
+# fraction — the clean halves of *all* training pairs, not only of the fraction's — so that the noise
+# network is trained once and shared, and the runs still differ only in the residual network's
+# pairs (§2 checked the batches).
 #
 # **Why it keeps the unpaired promise.** D1's loss, $\lVert\hat\epsilon(I_0 + \bar\beta_t\epsilon, t) - \epsilon\rVert^2$, uses
 # $I_0$ alone: the noise network never sees $I_\text{in}$ and never learns *which* degraded image belongs to a
@@ -93,7 +91,8 @@ pool_u8 = torch.cat([target_u8, train_clean_u8])
 assert pool_u8.shape[1:] == target_u8.shape[1:] and len(pool_u8) == len(target_u8) + len(
     train_clean_u8
 )
-# the enlarged pool shares no source photograph with the test split (no test leakage)
+assert torch.equal(pool_u8, data.unpaired_pool("all_clean"))  # the library's pool, in its order
+# the pool shares no source photograph with the test split (no test leakage)
 assert src["test"].isdisjoint(src["train"] | src["target"])
 # D1 needs no pairing: section 2 checked that the noise stage's batches have no degraded half at all
 print(
@@ -108,17 +107,17 @@ print(
 # smoke-size settings).
 
 # %%
+from drdd_edu.experiments.sizes import efficiency_settings
 from drdd_edu.nn import build_model, count_parameters
 
-settings_sol = get_size(result.size)
+settings_sol = efficiency_settings(get_size(result.size))  # what the study trains with
 n_fr = len(fracs)
-drdd_total = (
-    settings_sol.noise_steps + n_fr * settings_sol.residual_steps
-)  # the noise net is shared
+per_fraction = settings_sol.residual_steps  # one residual net per fraction, shared by the variants
+drdd_total = settings_sol.noise_steps + n_fr * per_fraction  # `drdd`: its noise net is shared
+cond_total = n_fr * (settings_sol.noise_steps + per_fraction)  # `drdd_cond`: one noise net each
 rddm_total = n_fr * settings_sol.rddm_steps
-assert (
-    settings_sol.rddm_steps == settings_sol.noise_steps + settings_sol.residual_steps
-)  # the rule, per fraction
+# the rule, per fraction
+assert settings_sol.rddm_steps == settings_sol.noise_steps + settings_sol.residual_steps
 params = {
     name: count_parameters(build_model("tiny", objective=obj, conditioned=cond))
     for name, obj, cond in (
@@ -128,20 +127,21 @@ params = {
     )
 }
 print(
-    f"per fraction: DRDD {settings_sol.noise_steps} + {settings_sol.residual_steps} steps, RDDM {settings_sol.rddm_steps}"
+    f"per fraction: DRDD {settings_sol.noise_steps} + {per_fraction} steps, "
+    f"RDDM {settings_sol.rddm_steps}"
 )
 print(
-    f"over the {n_fr} fractions: DRDD {drdd_total} steps (noise net trained once), RDDM {rddm_total}"
+    f"over the {n_fr} fractions: drdd {drdd_total} steps (noise net trained once), "
+    f"drdd_cond {cond_total}, RDDM {rddm_total}"
 )
 print(f"parameters: {params}")
-print(f"unpaired clean images only DRDD sees: {len(data.target_dataset().clean_u8)} target patches")
-assert drdd_total < rddm_total
+print(f"unpaired clean images only `drdd` sees: the all_clean pool ({len(pool_u8)} patches here)")
+assert drdd_total < rddm_total == cond_total
 assert params["DRDD noise net"] + params["DRDD residual net"] > 1.9 * params["RDDM net"]
-if (
-    shipped is not None and "runs" in shipped.meta
-):  # the shipped run trained one noise net for all fractions
+if shipped is not None and "runs" in shipped.meta:  # the runs the shipped seed trained or reused
     names_sol = [r["name"] for r in shipped.meta["runs"]]
-    assert sum(n.startswith("drdd-noise") for n in names_sol) == 1
+    assert sum(n.startswith("drdd-noise-all_clean") for n in names_sol) == 1  # shared
+    assert sum(n.startswith("drdd-noise-cond") for n in names_sol) == n_fr  # one per fraction
 
 # %% [markdown]
 # **For the rule.** Equal optimiser steps per fraction is the standard way to compare methods at equal
@@ -151,8 +151,9 @@ if (
 #
 # **Against it.** DRDD gets several things "for free" that the rule does not count:
 #
-# * **unpaired data** — the 120 clean target patches from other photographs (and, in the paper, a
-#   denoiser pretrained on natural images); RDDM is given no way to use them;
+# * **unpaired data** — the `all_clean` pool with its 8 symmetries (the target photographs and the
+#   clean halves of all training pairs, even at 2 % of the pairs; in the paper, a denoiser pretrained
+#   on natural images); RDDM is given no way to use them;
 # * **capacity** — two networks, about twice RDDM's parameters (printed above), each specialised;
 # * **amortisation** — the noise network is trained once and reused at every fraction, so over the
 #   whole curve DRDD spends fewer steps than RDDM (printed above); and the noise net's steps do not
