@@ -33,36 +33,48 @@ print(f"relative SSIM change 100 % → {lo:.0%} per task ({result.size} size)")
 for run in runs:
     for m in METHODS:
         cells = "  ".join(f"{t} {per_task_change[run.seed, m, t]:+7.2%}" for t in TASKS)
-        print(f"  seed {run.seed} {m:5s} {cells}")
+        print(f"  seed {run.seed} {m:10s} {cells}")
 worst = min(per_task_change, key=per_task_change.get)
 print(
     f"largest loss: {per_task_change[worst]:+.2%} ({worst}); largest |change|: "
     f"{max(abs(v) for v in per_task_change.values()):.2%}"
 )
-if result.size == "cpu" and len(runs) >= 2:  # the shipped CPU-size seeds discussed below
-    assert (
-        per_task_change[worst] > -0.2
-    )  # no task collapses (measured: worst −10.7 %, rddm/rain, seed 0)
-    # the per-task changes are mostly seed noise: some task changes sign between seeds for each method
-    for m in METHODS:
-        assert any(
-            per_task_change[runs[0].seed, m, t] * per_task_change[runs[1].seed, m, t] < 0
-            for t in TASKS
-        ), m
-    # RDDM's low-light SSIM *rises* with fewer pairs on every seed, by more than any loss elsewhere
+if result.size == "cpu" and len(runs) >= 3:  # the three shipped CPU-size seeds discussed below
+    assert per_task_change[worst] > -0.2  # no task collapses (measured: −11.9 %, drdd_exact/blur)
+    # RDDM's low-light SSIM *rises* with fewer pairs on every seed; the largest change of all
+    assert all(per_task_change[r.seed, "rddm", "low_light"] > 0.15 for r in runs)
+    assert max(per_task_change, key=per_task_change.get)[1:] == ("rddm", "low_light")
+    # the conditioned variant is better with 50 pairs on every task and seed
+    assert all(per_task_change[r.seed, "drdd_cond", t] > 0 for r in runs for t in TASKS)
+    # the residual-only variant loses on noise and haze on every seed
     assert all(
-        per_task_change[r.seed, "rddm", "low_light"] > abs(per_task_change[worst]) for r in runs
+        per_task_change[r.seed, "drdd_exact", t] < 0 for r in runs for t in ("noise", "haze")
     )
+    # elsewhere the sign changes between seeds: seed noise, not data efficiency
+    flips = {
+        m: [
+            t
+            for t in TASKS
+            if min(per_task_change[r.seed, m, t] for r in runs)
+            < 0
+            < max(per_task_change[r.seed, m, t] for r in runs)
+        ]
+        for m in METHODS
+    }
+    print("tasks whose change flips sign between seeds:", flips)
+    assert flips["rddm"] and flips["drdd"] and flips["drdd_exact"]
 
 # %% [markdown]
-# **Answer.** No task collapses when three quarters of the pairs are removed: on the shipped `cpu`
-# seeds the worst per-task loss is about −11 % (RDDM, rain, seed 0 — and only −2 % on seed 1). The
-# average is not hiding one collapsing task; it is hiding large swings of **both** signs: RDDM's
-# low-light SSIM *rises* by 17–26 % at 25 % of the pairs (its SSIM is low, 0.36–0.47, so small
-# absolute moves are large relative ones), haze and blur change sign between seeds for one method or
-# the other. That is the signature of seed-to-seed noise, not of data efficiency: at this scale
-# neither method is limited by the number of pairs (section 6), so per-task curves inherit the noise
-# of the average, amplified by the smaller test strata ($n$ = 32 patches per task at `cpu` size).
+# **Answer.** No task collapses when only 2 % of the pairs (ten per task) are left: on the three
+# shipped `cpu` seeds the worst per-task change is −11.9 % (`drdd_exact`, blur, seed 2). The average
+# hides swings of **both** signs. RDDM's low-light SSIM *rises* by 17–52 % with 50 pairs (its SSIM is
+# low, so small absolute moves are large relative ones) — the clearest sign that this study is
+# step-limited: with ten low-light pairs to fit, 1,000 steps get further than with about 500. `drdd_cond`
+# is better with fewer pairs on every task and seed, `drdd_exact` worse on noise and haze on every
+# seed; most other tasks change sign between seeds for RDDM, `drdd` and `drdd_exact`. That is
+# seed-to-seed noise on top of an optimiser-step limit, not data efficiency: per-task curves inherit
+# the noise of the average, amplified by the smaller test strata ($n$ = 32 patches per task at `cpu`
+# size).
 
 # %% [markdown]
 # ### Solution 2 — The unpaired pool
