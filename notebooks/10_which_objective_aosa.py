@@ -532,7 +532,7 @@ del tr, tr_h
 # (30 steps: the slow λ cannot decide, and its side is only a tendency).
 
 # %%
-from drdd_edu.experiments import load_results, run_experiment
+from drdd_edu.experiments import evaluate_per_task, get_size, load_results, run_experiment
 from drdd_edu.notebook import REPO_ROOT
 
 
@@ -545,7 +545,9 @@ def check_aosa_rows(rows: list[dict]) -> None:
         assert r["choice"] == ("pred_res" if r["lambda_final"] > 0.5 else "pred_noise"), r
         assert int(r["decided_at_step"]) >= 1, r
         if "choice_slow" in r:
-            assert r["choice_slow"] == ("pred_res" if r["lambda_final_slow"] > 0.5 else "pred_noise")
+            assert r["choice_slow"] == (
+                "pred_res" if r["lambda_final_slow"] > 0.5 else "pred_noise"
+            )
             assert int(r["decided_at_step_slow"]) >= 1, r
         if r["task"] == "generation":
             assert math.isnan(r["psnr"]) and math.isnan(r["ssim"]), r
@@ -584,6 +586,28 @@ if shipped is not None:
         # the claim of the reading below: the slow λ splits restoration and generation
         slow = {r["task"]: r["choice_slow"] for r in shipped.rows if r["decided_slow"]}
         assert slow == {**{t: "pred_res" for t in TASKS}, "generation": "pred_noise"}, slow
+    # the do-nothing baseline beside each score: stored in newer results (`psnr_in`), else measured
+    # here on the same stratified test patches (they depend only on the data, size and seed)
+    input_of = {r["task"]: r for r in shipped.rows}
+    if "psnr_in" not in shipped.rows[0]:
+        s_aosa = get_size(shipped.size)
+        eval_kw = dict(max_patches_per_image=s_aosa.max_patches_per_image or None, progress=False)
+        input_of = evaluate_per_task(
+            lambda x_in, g: x_in,  # do nothing
+            build_all_in_one5(size=s_aosa.image_size, seed=0, **eval_kw),
+            s_aosa.n_per_task,
+            seed=shipped.seed,
+            image_size=s_aosa.image_size,
+        )
+    restoration = [r for r in shipped.rows if r["task"] != "generation"]  # it has no input
+    beats_input = [r["task"] for r in restoration if r["psnr"] > input_of[r["task"]]["psnr_in"]]
+    for r in restoration:
+        b = input_of[r["task"]]
+        print(
+            f"  {r['task']:10s} {r['psnr']:6.2f} dB / {r['ssim']:.3f} (input {b['psnr_in']:6.2f} / {b['ssim_in']:.3f})"
+        )
+    if shipped.size == "cpu":  # every task but the mild blur beats its input
+        assert sorted(beats_input) == sorted(set(TASKS) - {"blur"}), beats_input
 else:
     print("no shipped AOSA results in data/results/")
 

@@ -127,8 +127,9 @@ def test_files_and_schema(smoke, name):
     for row in res.rows:
         assert tuple(row) == ROW_KEYS[name]
         generation = name == "aosa" and row["task"] == "generation"
-        for key in ("psnr", "ssim"):
-            assert math.isnan(row[key]) if generation else math.isfinite(row[key]), row
+        for key in ("psnr", "ssim", "psnr_in", "ssim_in"):
+            if key in row:  # every table carries the do-nothing baseline beside its scores
+                assert math.isnan(row[key]) if generation else math.isfinite(row[key]), row
         if not generation:
             assert 0 < row["psnr"] < 60 and -1 <= row["ssim"] <= 1
         if "n" in row:
@@ -197,6 +198,9 @@ def test_row_contents(smoke):
     for r in aosa.rows:
         assert r["choice"] == ("pred_res" if r["lambda_final"] > 0.5 else "pred_noise")
         assert 1 <= r["decided_at_step"] <= SMOKE.aosa_select_steps
+        if r["task"] != "generation":  # the input of that task's test patches, as elsewhere
+            coupled_in = next(x for x in results["coupled"].rows if x["task"] == r["task"])
+            assert r["psnr_in"] == pytest.approx(coupled_in["psnr_in"], abs=1e-6)
         hist = aosa.meta["lambda_history"][r["task"]]
         assert hist[-1][1] == pytest.approx(r["lambda_final"])
         decided = abs(r["lambda_final"] - 0.5) >= SMOKE.aosa_threshold

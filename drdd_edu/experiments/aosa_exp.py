@@ -14,8 +14,10 @@ has learned for ≈ 100× longer. It only selects (no second training).
 
 Selections are cached in ``{runs_dir}/aosa-select[-slow]_{task}_seed{seed}/selection.json``
 together with their config (reused only when it matches). Rows:
-``{"task", "choice", "lambda_final", "decided_at_step", "decided", "psnr", "ssim",
-"choice_slow", "lambda_final_slow", "decided_at_step_slow", "decided_slow"}``.
+``{"task", "choice", "lambda_final", "decided_at_step", "decided", "psnr", "ssim", "psnr_in",
+"ssim_in", "choice_slow", "lambda_final_slow", "decided_at_step_slow", "decided_slow"}``;
+``*_in`` is the degraded input on the same test patches (the do-nothing baseline; NaN for
+generation, like its ``psnr``/``ssim``). Results written before 2026-11-29 lack ``*_in``.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def execute(ctx: Context) -> list[dict[str, Any]]:
         slow = _select(ctx, slow_cfg, task, "-slow", s.aosa_slow_select_steps)
         histories[task] = _thinned(sel.lambda_history)
         histories_slow[task] = _thinned(slow.lambda_history)
-        psnr = ssim = math.nan
+        psnr = ssim = psnr_in = ssim_in = math.nan
         if task != "generation":
             final = cfg.replace(
                 objective=sel.choice, name=f"aosa-{task}-{sel.choice}_seed{ctx.seed}"
@@ -149,6 +151,7 @@ def execute(ctx: Context) -> list[dict[str, Any]]:
             restorer = rddm_restorer(model, final.make_schedule(), s.rddm_sampling_steps)
             scores = ctx.evaluate(restorer, f"aosa {task}", tasks=(task,))
             psnr, ssim = scores[task]["psnr"], scores[task]["ssim"]
+            psnr_in, ssim_in = scores[task]["psnr_in"], scores[task]["ssim_in"]
         rows.append(
             {
                 "task": task,
@@ -158,6 +161,8 @@ def execute(ctx: Context) -> list[dict[str, Any]]:
                 "decided": bool(sel.decided),
                 "psnr": float(psnr),
                 "ssim": float(ssim),
+                "psnr_in": float(psnr_in),
+                "ssim_in": float(ssim_in),
                 "choice_slow": slow.choice,
                 "lambda_final_slow": float(slow.lambda_final),
                 "decided_at_step_slow": int(slow.decided_at_step),

@@ -50,6 +50,8 @@ ROW_KEYS: dict[str, tuple[str, ...]] = {
         "decided",
         "psnr",
         "ssim",
+        "psnr_in",
+        "ssim_in",
         "choice_slow",
         "lambda_final_slow",
         "decided_at_step_slow",

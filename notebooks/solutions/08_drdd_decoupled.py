@@ -186,14 +186,17 @@ with torch.no_grad():
             f"SSIM {float(ssim(from_model_range(out_f), clean01).mean()):.3f}"
         )
 r25.close()
-# the shipped data-efficiency run trained ONE noise network and reused it for all four fractions
+# the shipped data-efficiency run trained ONE unconditional noise network (on the unpaired pool)
+# and reused it for all five fractions; the conditioned one (`drdd_cond`) needs pairs: one each
 de_meta = json.loads((RESULTS_DIR / "data-efficiency-cpu.json").read_text())["meta"]
 run_names = [r["name"] for r in de_meta["runs"]]
-assert sum(n.startswith("drdd-noise") for n in run_names) == 1
+n_fractions = len(de_meta["n_pairs"])
+assert sum(n.startswith("drdd-noise-all_clean") for n in run_names) == 1
+assert sum(n.startswith("drdd-noise-cond") for n in run_names) == n_fractions == 5
 assert (
     sum(n.startswith("drdd-residual") for n in run_names)
     == sum(n.startswith("rddm") for n in run_names)
-    == 4
+    == n_fractions
 )
 
 # %% [markdown]
