@@ -69,12 +69,12 @@ if result.size == "cpu" and len(runs) >= 3:  # the three shipped CPU-size seeds 
 # shipped `cpu` seeds the worst per-task change is −11.9 % (`drdd_exact`, blur, seed 2). The average
 # hides swings of **both** signs. RDDM's low-light SSIM *rises* by 17–52 % with 50 pairs (its SSIM is
 # low, so small absolute moves are large relative ones) — the clearest sign that this study is
-# step-limited: with ten low-light pairs to fit, 1,000 steps get further than with about 500. `drdd_cond`
-# is better with fewer pairs on every task and seed, `drdd_exact` worse on noise and haze on every
-# seed; most other tasks change sign between seeds for RDDM, `drdd` and `drdd_exact`. That is
-# seed-to-seed noise on top of an optimiser-step limit, not data efficiency: per-task curves inherit
-# the noise of the average, amplified by the smaller test strata ($n$ = 32 patches per task at `cpu`
-# size).
+# step-limited: 1,000 steps fit ten low-light pairs better than about 510. `drdd_cond` is better with
+# fewer pairs on every task and seed, `drdd_exact` worse on noise and haze on every seed; elsewhere
+# most tasks change sign between seeds for RDDM and `drdd_exact`, and blur and haze do for `drdd`.
+# That is seed-to-seed noise on top of an optimiser-step limit, not data efficiency: per-task curves
+# inherit the noise of the average, amplified by the smaller test strata ($n$ = 32 patches per task
+# at `cpu` size).
 
 # %% [markdown]
 # ### Solution 2 — The unpaired pool
@@ -147,7 +147,11 @@ print(
     f"drdd_cond {cond_total}, RDDM {rddm_total}"
 )
 print(f"parameters: {params}")
-print(f"unpaired clean images only `drdd` sees: the all_clean pool ({len(pool_u8)} patches here)")
+print(
+    f"unpaired clean images only `drdd` sees: the all_clean pool ({len(pool_u8)} patches in this "
+    f"notebook's capped build; the study's uncapped build: "
+    f"{(shipped or smoke).meta.get('unpaired_pool_size', '?')})"
+)
 assert drdd_total < rddm_total == cond_total
 assert params["DRDD noise net"] + params["DRDD residual net"] > 1.9 * params["RDDM net"]
 if shipped is not None and "runs" in shipped.meta:  # the runs the shipped seed trained or reused
