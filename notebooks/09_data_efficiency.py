@@ -45,7 +45,7 @@
 #
 # * CPU, smoke size (what the tests run, `DRDD_EDU_SMOKE=1`): the smoke-size experiment (a few
 #   dozen optimiser steps per network, a handful of test patches) plus a few trainer
-#   constructions. Measured 17–35 s on a shared 2-core machine (one thread); the test harness
+#   constructions. Measured 17–40 s on a shared 2-core machine (one thread); the test harness
 #   allows 180 s.
 # * CPU, full size (`DRDD_EDU_SMOKE=0`): the notebook *reads* the shipped results of
 #   `drdd-edu experiment data-efficiency --size cpu` (or `--size full`) from `data/results/` if

@@ -4,7 +4,7 @@ images, scarce pairs.
 RDDM and every DRDD variant are trained on nested, task-stratified fractions
 (``efficiency_fractions``, about 2, 5, 10, 25 and 100 %) of the *uncapped* paired training split
 (:func:`~drdd_edu.experiments.sizes.efficiency_settings`: 2 559 pairs at the ``cpu`` size, so 2 %
-is 51 pairs). DRDD's unconditional noise net (``drdd``) needs no pairs: it trains once on the
+is 50 pairs). DRDD's unconditional noise net (``drdd``) needs no pairs: it trains once on the
 ``all_clean`` unpaired pool — every clean patch outside the test split, with the 8 symmetries of
 the square — which is more than 10× the smallest paired set. The conditioned noise net
 (``drdd_cond``) sees pairs, so it is trained per fraction; ``drdd_exact`` has no noise net.
