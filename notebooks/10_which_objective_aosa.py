@@ -532,7 +532,7 @@ del tr, tr_h
 # (30 steps: the slow λ cannot decide, and its side is only a tendency).
 
 # %%
-from drdd_edu.experiments import evaluate_per_task, get_size, load_results, run_experiment
+from drdd_edu.experiments import load_results, run_experiment
 from drdd_edu.notebook import REPO_ROOT
 
 
@@ -586,19 +586,15 @@ if shipped is not None:
         # the claim of the reading below: the slow λ splits restoration and generation
         slow = {r["task"]: r["choice_slow"] for r in shipped.rows if r["decided_slow"]}
         assert slow == {**{t: "pred_res" for t in TASKS}, "generation": "pred_noise"}, slow
-    # the do-nothing baseline beside each score: stored in newer results (`psnr_in`), else measured
-    # here on the same stratified test patches (they depend only on the data, size and seed)
+    # the do-nothing baseline beside each score: stored in newer results (`psnr_in`); results
+    # written before that column read it from the coupled experiment of the same size and seed,
+    # scored on the same stratified test patches (they depend only on the data, size and seed)
     input_of = {r["task"]: r for r in shipped.rows}
     if "psnr_in" not in shipped.rows[0]:
-        s_aosa = get_size(shipped.size)
-        eval_kw = dict(max_patches_per_image=s_aosa.max_patches_per_image or None, progress=False)
-        input_of = evaluate_per_task(
-            lambda x_in, g: x_in,  # do nothing
-            build_all_in_one5(size=s_aosa.image_size, seed=0, **eval_kw),
-            s_aosa.n_per_task,
-            seed=shipped.seed,
-            image_size=s_aosa.image_size,
-        )
+        results_dir = REPO_ROOT / "data" / "results"
+        coupled = load_results("coupled", shipped.size, results_dir, seed=shipped.seed)
+        assert coupled is not None, f"no coupled-{shipped.size} results for the input's scores"
+        input_of = {r["task"]: r for r in coupled.rows}  # every method row holds the same input
     restoration = [r for r in shipped.rows if r["task"] != "generation"]  # it has no input
     beats_input = [r["task"] for r in restoration if r["psnr"] > input_of[r["task"]]["psnr_in"]]
     for r in restoration:

@@ -127,9 +127,8 @@ def test_files_and_schema(smoke, name):
     for row in res.rows:
         assert tuple(row) == ROW_KEYS[name]
         generation = name == "aosa" and row["task"] == "generation"
-        for key in ("psnr", "ssim", "psnr_in", "ssim_in"):
-            if key in row:  # every table carries the do-nothing baseline beside its scores
-                assert math.isnan(row[key]) if generation else math.isfinite(row[key]), row
+        for key in ("psnr", "ssim", "psnr_in", "ssim_in"):  # every table has the input's scores
+            assert math.isnan(row[key]) if generation else math.isfinite(row[key]), row
         if not generation:
             assert 0 < row["psnr"] < 60 and -1 <= row["ssim"] <= 1
         if "n" in row:
