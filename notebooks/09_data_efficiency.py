@@ -87,7 +87,6 @@ torch.set_default_dtype(torch.float32)
 seed_everything(0)
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # the paper's paired-data fractions
-PAPER_METHODS = ("rddm", "drdd")  # the two rows of the paper's Table C.8
 METHODS = STUDY_METHODS  # ours: RDDM and the three DRDD variants (notebook 08)
 EXPERIMENT = "data-efficiency"
 SHIPPED_SIZES = ("full", "cpu")  # shipped results we look for, best first
@@ -460,7 +459,11 @@ assert abs(baseline["ssim"] - baseline["ssim_in"]) < 1e-5
 stored_in = table(rows, "ssim_in")["drdd"]
 assert all(abs(v - baseline["ssim_in"]) < 1e-6 for v in stored_in.values()), stored_in
 assert int(baseline["n"]) == int(table(rows, "n")["drdd"][1.0])  # the same number of test patches
-coupled = load_results("coupled", result.size, REPO_ROOT / "data" / "results", seed=result.seed)
+coupled_by_seed = {  # the coupled experiment's shipped table at this size, per seed (or None)
+    run.seed: load_results("coupled", run.size, REPO_ROOT / "data" / "results", seed=run.seed)
+    for run in runs
+}
+coupled = coupled_by_seed[result.seed]
 if coupled is not None:
     avg_in = next(r for r in coupled.rows if r["task"] == "average")
     assert abs(float(avg_in["psnr_in"]) - baseline["psnr_in"]) < 1e-6
@@ -570,16 +573,11 @@ for m in METHODS:
 change_lo = {m: ss_mean[m][lo] - ss_mean[m][1.0] for m in METHODS}  # > 0: better with fewer pairs
 print(f"mean SSIM at {lo:.0%} minus at 100 %:", {m: round(v, 3) for m, v in change_lo.items()})
 
-
-def coupled_rddm_ssim(run) -> float | None:
-    """RDDM's average SSIM in the coupled experiment of the same size and seed (if shipped)."""
-    c = load_results("coupled", run.size, REPO_ROOT / "data" / "results", seed=run.seed)
-    if c is None:
-        return None
-    return float(next(r["ssim"] for r in c.rows if (r["method"], r["task"]) == ("rddm", "average")))
-
-
-rddm_coupled = [v for v in map(coupled_rddm_ssim, runs) if v is not None]
+rddm_coupled = [  # RDDM's average SSIM in the coupled experiment, per shipped seed
+    float(next(r["ssim"] for r in c.rows if (r["method"], r["task"]) == ("rddm", "average")))
+    for c in coupled_by_seed.values()
+    if c is not None
+]
 if rddm_coupled:
     print(
         f"RDDM, coupled experiment (more steps, fewer pairs): SSIM "
