@@ -193,6 +193,13 @@ def test_tiny_restore_all_config_is_tiny_restore_cosine_on_all_pairs():
         ({"task_weights": (1, 0, 0, 0, 0), "tasks": ("rain",)}, "every trained task weight 0"),
         ({"task_weights": (1, 1, 1, 2, 1), "dataset": "synthetic"}, "needs dataset"),
         ({"lr_schedule": "linear"}, "unknown lr_schedule"),
+        ({"identity_fraction": 1.5}, r"identity_fraction must be a finite number in \[0.0, 1.0\]"),
+        ({"identity_fraction": -0.1}, "identity_fraction must be a finite number"),
+        (
+            {"identity_fraction": 0.2, "stage": "drdd_noise", "objective": "pred_noise"},
+            "identity_fraction replaces degraded inputs",
+        ),
+        ({"identity_fraction": 0.2, "dataset": "synthetic"}, "identity_fraction replaces"),
         (
             {"lr_schedule": "cosine", "lr_min": 2e-3},
             r"lr_min must be a finite number in \[0.0, 0.001\]",
@@ -305,6 +312,27 @@ def test_task_weights_weigh_each_sample_loss_by_its_task(cache_dir):
     torch.testing.assert_close(dropped, per[keep].mean(), rtol=1e-5, atol=1e-7)
     tr.run()  # and it trains
     assert tr.step == tr.config.steps
+
+
+def test_identity_fraction_replaces_inputs_by_their_targets(cache_dir):
+    """``identity_fraction`` p: each sample's I_in becomes its I_0 (I_res = 0) with probability
+    p; the clean images, their order and the other inputs are the run's usual ones; p = 0 (the
+    default) draws nothing, so existing runs keep their whole batches (t and ε included)."""
+    base = Trainer(_cfg(cache_dir, batch_size=32, objective="pred_res"))
+    some = Trainer(_cfg(cache_dir, batch_size=32, objective="pred_res", identity_fraction=0.5))
+    every = Trainer(_cfg(cache_dir, batch_size=32, objective="pred_res", identity_fraction=1.0))
+    b0, b, b1 = base.batch(3), some.batch(3), every.batch(3)
+    torch.testing.assert_close(b["x0"], b0["x0"], rtol=0, atol=0)
+    same = (b["x_in"] == b["x0"]).flatten(1).all(dim=1)
+    already = (b0["x_in"] == b0["x0"]).flatten(1).all(dim=1)  # (a flat patch blurs to itself)
+    assert int(already.sum()) <= 4 and 4 <= int((same & ~already).sum()) <= 28  # about half
+    torch.testing.assert_close(b["x_in"][~same], b0["x_in"][~same], rtol=0, atol=0)
+    assert torch.equal(b1["x_in"], b1["x0"])
+    default = Trainer(_cfg(cache_dir, batch_size=32, objective="pred_res", identity_fraction=0.0))
+    for key, value in default.batch(3).items():
+        torch.testing.assert_close(value, b0[key], rtol=0, atol=0)
+    some.run()  # and it trains
+    assert some.step == some.config.steps
 
 
 def test_drdd_noise_stage_uses_unpaired_target_images_only(cache_dir):

@@ -142,6 +142,12 @@ class TrainConfig:
             Each sample's loss is weighted by its task's weight and the batch loss is
             ``Σ w_i·L_i / Σ w_i``; a task with a larger weight gets a larger share of the
             gradient. Paired ``allinone5`` stages only, like ``tasks``.
+        identity_fraction: the probability, per training sample, of replacing its degraded
+            input by the clean target itself (I_in = I_0, so I_res = 0): "do no harm" pairs that
+            teach an all-in-one network to leave alone what needs no restoring (nearly flat or
+            mildly degraded patches, which a blind network otherwise confuses with other tasks).
+            Such a sample keeps its pair's task weight. 0 (default) draws nothing, so other runs
+            keep their batches. Paired stages of ``rddm``/``drdd_residual`` only.
         generation: RDDM generation (stage ``rddm`` only): I_in = 0 (the network still sees
             cat(I_t, 0)) and I_0 = the unpaired clean target images, so I_res = −I_0 (R0);
             with schedule ``ddim`` this is DDPM/DDIM (R6). There is no paired target, so
@@ -205,6 +211,7 @@ class TrainConfig:
     data_fraction: float = 1.0
     tasks: tuple[str, ...] = ()
     task_weights: tuple[float, ...] = ()
+    identity_fraction: float = 0.0
     generation: bool = False
     hflip: bool = True
     rot90: bool = False
@@ -321,6 +328,15 @@ class TrainConfig:
                 )
         self._validate_tasks()
         self._validate_task_weights()
+        number("identity_fraction", 0.0, 1.0)
+        if self.identity_fraction > 0 and (
+            self.stage == "drdd_noise" or self.generation or self.dataset != "allinone5"
+        ):
+            raise ValueError(
+                "identity_fraction replaces degraded inputs of paired All-in-One-5 data by their "
+                "targets: it needs dataset = 'allinone5' and stage 'rddm' or 'drdd_residual' "
+                "without generation"
+            )
         if self.stage != "rddm" and self.schedule != "rddm":
             raise ValueError(f"stage {self.stage!r} needs schedule = 'rddm'")
         if self.stage == "drdd_noise" and self.objective != "pred_noise":

@@ -312,7 +312,8 @@ class Trainer:
 
         Returns ``x0`` (B_local, 3, S, S) on [-1, 1], ``x_in`` (or None for the noise stage;
         zeros with ``generation``), ``t`` (B_local,) long and ``noise`` (B_local, 3, S, S); with
-        ``task_weights`` also ``weight`` (B_local,) float32, each sample's task weight.
+        ``task_weights`` also ``weight`` (B_local,) float32, each sample's task weight. With
+        ``identity_fraction`` p, each sample's I_in is replaced by its I_0 with probability p.
         """
         cfg, dev = self.config, self.device
         B, S = cfg.batch_size, cfg.image_size
@@ -345,6 +346,9 @@ class Trainer:
                 out.append(x)
             x0 = out[0]
             x_in = out[1] if len(out) > 1 else None
+            if cfg.identity_fraction > 0 and x_in is not None:  # "do no harm": I_in = I_0
+                same = torch.rand((B,), generator=g, device=dev)[lo:hi] < cfg.identity_fraction
+                x_in = torch.where(same[:, None, None, None], x0, x_in)
             if cfg.task_weights:
                 weight = self._task_weight_table(src)[src.task[idx]]
         if cfg.generation:  # RDDM generation: I_in = 0, so I_res = −I_0 (R0)
