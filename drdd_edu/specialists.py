@@ -13,11 +13,14 @@ A specialist folder holds one inference checkpoint per task (:mod:`drdd_edu.expo
 
     {"format": 1,
      "tasks": {"blur": {"file": "tiny-blur.pt", "sha256": "…", "sampling_steps": 1,
-                        "validation": {"1": 31.9, "2": 31.5, …}, "n_validation": 128}, …}}
+                        "selection": {"1": <mean PSNR>, "2": …}, "n_selection": 128, …}, …}}
 
-``sampling_steps`` is chosen per specialist on its own *training* patches (never the test split):
-the candidate with the highest mean PSNR (ties: fewer steps). ``python -m drdd_edu.specialists
-OUT RUN_DIR…`` writes such a folder from finished training runs.
+``sampling_steps`` is chosen per specialist on 128 of its own *training* patches: the candidate
+with the highest mean PSNR (ties: fewer steps). That keeps the test split out of every choice, but
+it is optimistic — the network fits its training patches better than new ones, so the ranking on
+held-out patches can differ (notebook 07, exercise 8). ``python -m drdd_edu.specialists OUT
+CHECKPOINT…`` writes such a folder from finished single-task training checkpoints; the folder's
+``.pt`` files and manifest are replaced together, only after every checkpoint has been checked.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,18 +111,16 @@ def choose_sampling_steps(
     candidates: Iterable[int] = (1, 2, 3, 5),
     seed: int = 0,
 ) -> tuple[int, dict[int, float]]:
-    """The number of sampling steps with the highest mean PSNR on the pairs given (use
-    *validation* pairs, e.g. training patches — never the test split), and every candidate's
-    mean PSNR (dB). Ties go to fewer steps. Images (N, 3, H, W) on [0, 1]."""
+    """The number of sampling steps with the highest mean PSNR on the pairs given (selection
+    pairs: never the test split), and every candidate's mean PSNR (dB). Ties go to fewer steps.
+    Images (N, 3, H, W) on [0, 1]; candidates are step counts in [1, cfg.T]."""
     clean01, _ = check_images(clean01, "clean01", allow_unbatched=False)
     degraded01, _ = check_images(degraded01, "degraded01", allow_unbatched=False)
     if clean01.shape != degraded01.shape:
         raise ValueError(
             f"clean01 {tuple(clean01.shape)} and degraded01 {tuple(degraded01.shape)} differ"
         )
-    cands = sorted(set(int(c) for c in candidates))
-    if not cands:
-        raise ValueError("no candidate numbers of sampling steps")
+    cands = _candidates(candidates, cfg.T)
     table = {
         n: float(psnr(restore_with(model, cfg, degraded01, n, seed), clean01).mean()) for n in cands
     }
@@ -125,11 +128,28 @@ def choose_sampling_steps(
     return best, table
 
 
+def _candidates(candidates: Iterable[int], T: int) -> list[int]:
+    cands = sorted(set(candidates))
+    if not cands:
+        raise ValueError("no candidate numbers of sampling steps")
+    bad = [c for c in cands if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= T]
+    if bad:
+        raise ValueError(f"candidate sampling steps must be ints in [1, {T}], got {bad}")
+    return cands
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _single_task(cfg: TrainConfig, where: object) -> str:
+    """The one task of a specialist's config; ``ValueError`` unless it is an RDDM restoration
+    network (stage ``rddm``, conditioned on I_in, not generation) trained on exactly one task."""
+    if cfg.stage != "rddm" or not cfg.conditioned or cfg.generation:
+        raise ValueError(
+            f"{where}: a specialist is an RDDM restoration network (stage 'rddm', conditioned on "
+            f"I_in, no generation), got stage {cfg.stage!r}, generation = {cfg.generation}"
+        )
     if len(cfg.tasks) != 1:
         raise ValueError(
             f"{where}: a specialist is trained on exactly one task (config tasks = [name]), "
@@ -143,7 +163,8 @@ def load_specialists(folder: str | Path) -> dict[str, Specialist]:
 
     Raises ``FileNotFoundError`` for a missing folder, manifest or checkpoint, ``ValueError`` for
     a malformed manifest, a checkpoint whose SHA-256 differs from the manifest's (edited or
-    corrupt) or whose config is not a single-task network of the task it is listed under.
+    corrupt) or whose config is not a single-task RDDM network of the task it is listed under,
+    :class:`~drdd_edu.checkpoint.CheckpointError` for an unreadable checkpoint.
     """
     folder = Path(folder)
     path = folder / MANIFEST
@@ -228,7 +249,7 @@ def restore_by_task(
     return out
 
 
-def _validation_pairs(cfg: TrainConfig, task: str, n: int) -> tuple[Tensor, Tensor]:
+def _selection_pairs(cfg: TrainConfig, task: str, n: int) -> tuple[Tensor, Tensor]:
     """``n`` training pairs of ``task`` spread evenly over the run's training split (on [0, 1])."""
     from .data import build_all_in_one5
 
@@ -250,41 +271,65 @@ def build_specialists(
     checkpoints: Iterable[str | Path],
     out_dir: str | Path,
     candidates: Iterable[int] = (1, 2, 3, 5),
-    n_validation: int = 128,
+    n_selection: int = 128,
     max_mib: float = 2.0,
 ) -> dict:
-    """Export each single-task training checkpoint (float16 EMA weights) into ``out_dir`` as
-    ``<preset>-<task>.pt``, choose its sampling steps on ``n_validation`` of its *training* pairs
-    (:func:`choose_sampling_steps`) and write ``manifest.json``; returns the manifest."""
+    """Write a specialist folder ``out_dir`` from single-task training checkpoints; returns the
+    manifest.
+
+    Every checkpoint is checked first (readable, a single-task RDDM network, one per task). Then
+    each is exported (float16 EMA weights) as ``<preset>-<task>.pt``, its sampling steps are
+    chosen on ``n_selection`` of its *training* pairs (:func:`choose_sampling_steps`) and
+    ``manifest.json`` is written — all in a temporary folder that then *replaces* ``out_dir``
+    (its old ``.pt`` and manifest go; other files, such as configs, stay), so a failure leaves
+    the old folder intact.
+    """
+    if isinstance(n_selection, bool) or not isinstance(n_selection, int) or n_selection < 1:
+        raise ValueError(f"n_selection must be an int ≥ 1, got {n_selection!r}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cands = sorted(set(int(c) for c in candidates))
-    tasks: dict[str, dict] = {}
+    loaded = []
     for src in checkpoints:
         src = Path(src)
         model, cfg, ck = model_from_checkpoint(src)
         task = _single_task(cfg, src)
-        if task in tasks:
+        if task in [t for t, *_ in loaded]:
             raise ValueError(f"two checkpoints for task {task!r} ({src})")
-        clean, degraded = _validation_pairs(cfg, task, n_validation)
-        best, table = choose_sampling_steps(model, cfg, clean, degraded, cands)
-        dst = export_inference_checkpoint(src, out / f"{cfg.preset}-{task}.pt", max_mib=max_mib)
-        tasks[task] = {
-            "file": dst.name,
-            "sha256": _sha256(dst),
-            "sampling_steps": best,
-            "validation": {str(n): round(v, 4) for n, v in table.items()},
-            "validation_input": round(float(psnr(degraded, clean).mean()), 4),
-            "n_validation": len(clean),
-            "trained_steps": int(ck["step"]),
-            "exported_from": str(src),
+        loaded.append((task, src, model, cfg, ck, _candidates(candidates, cfg.T)))
+    if not loaded:
+        raise ValueError("no checkpoints given")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        tasks: dict[str, dict] = {}
+        for task, src, model, cfg, ck, cands in loaded:
+            clean, degraded = _selection_pairs(cfg, task, n_selection)
+            best, table = choose_sampling_steps(model, cfg, clean, degraded, cands)
+            name = f"{cfg.preset}-{task}.pt"
+            dst = export_inference_checkpoint(src, tmp / name, max_mib=max_mib)
+            tasks[task] = {
+                "file": name,
+                "sha256": _sha256(dst),
+                "sampling_steps": best,
+                "selection": {str(n): round(v, 4) for n, v in table.items()},
+                "selection_input": round(float(psnr(degraded, clean).mean()), 4),
+                "n_selection": len(clean),
+                "trained_steps": int(ck["step"]),
+                "exported_from": str(src),
+            }
+        manifest = {
+            "format": FORMAT,
+            "chosen_on": "mean PSNR on the specialist's own training patches (never the test "
+            "split; optimistic: the network has fitted them)",
+            "tasks": dict(sorted(tasks.items(), key=lambda kv: TASKS.index(kv[0]))),
         }
-    manifest = {
-        "format": FORMAT,
-        "chosen_on": "mean PSNR on the specialist's own training patches (never the test split)",
-        "tasks": dict(sorted(tasks.items(), key=lambda kv: TASKS.index(kv[0]))),
-    }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        out.mkdir(parents=True, exist_ok=True)
+        for old in [*out.glob("*.pt"), out / MANIFEST]:
+            old.unlink(missing_ok=True)
+        for new in tmp.iterdir():
+            new.replace(out / new.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return manifest
 
 
@@ -294,12 +339,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("out", help="the specialist folder to write")
     p.add_argument("checkpoints", nargs="+", help="single-task training checkpoints")
     p.add_argument("--candidates", type=int, nargs="+", default=[1, 2, 3, 5])
-    p.add_argument("--n-validation", type=int, default=128)
+    p.add_argument("--n-selection", type=int, default=128)
     p.add_argument("--max-mib", type=float, default=2.0)
     args = p.parse_args(argv)
     try:
         manifest = build_specialists(
-            args.checkpoints, args.out, args.candidates, args.n_validation, args.max_mib
+            args.checkpoints, args.out, args.candidates, args.n_selection, args.max_mib
         )
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"drdd_edu.specialists: error: {err}", file=sys.stderr)

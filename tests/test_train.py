@@ -180,7 +180,7 @@ def test_tiny_restore_all_config_is_tiny_restore_cosine_on_all_pairs():
             },
         ),
         ("recipes/small-all", {"preset": "small", "steps": 6000}),
-        ("specialists/tiny-blur", {"tasks": ("blur",), "task_weights": (), "steps": 2000}),
+        ("specialists/tiny-blur", {"tasks": ("blur",), "task_weights": (), "steps": 6000}),
     ],
 )
 def test_measured_recipes_are_tiny_restore_all_with_their_documented_changes(recipe, changes):

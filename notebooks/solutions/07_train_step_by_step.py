@@ -112,7 +112,9 @@ print(
     f"EMA after {trainer.step} steps: mean age {age_2:.1f} steps, weight of the init {float(w_2[-1]):.1e}"
 )
 assert abs(float(w_2.sum()) - 1) < 1e-12  # a convex combination
-assert 4 < age_2 < 10 and float(w_2[-1]) < 1e-9
+assert float(w_2[-1]) < 1e-9 and age_2 < trainer.step / 2  # mostly recent weights
+if is_smoke():  # the numbers quoted above, after 61 steps
+    assert 4 < age_2 < 10
 d_at = [trainer.ema_decay_at(k_2) for k_2 in (1700, 1800)]
 assert d_at[0] < cfg.ema_decay == d_at[1]  # the full decay only from step ≈ 1 800
 assert scores_raw_2["psnr_in"] == scores_ema_2["psnr_in"]  # the same patches
@@ -127,7 +129,7 @@ if is_smoke():  # measured on the seeded smoke run (61 steps): the lagging EMA i
 import json
 
 SHIPPED_LOG = SHIPPED.with_name("tiny-rddm-log.jsonl")  # loss, evaluations
-if SHIPPED_LOG.is_file():
+if SHIPPED_LOG.is_file() and SHIPPED.is_file():  # best_ck: the shipped checkpoint
     records = [json.loads(line) for line in SHIPPED_LOG.read_text().splitlines() if line.strip()]
     log_loss = torch.tensor([r["loss"] for r in records])
     evals = [(r["step"], r["eval"]) for r in records if "eval" in r]
@@ -420,15 +422,29 @@ if os.environ.get("DRDD_EDU_EX07_LONG") == "1":  # the real exercise: tens of mi
 #
 # Each specialist restores its task's test patches of section 10 with 1, 2, 3 and 5 steps (the same
 # sampling seed as `restore_by_task`, so its chosen count reproduces section 10 exactly). On all 180
-# test patches the shipped specialists scored (PSNR, dB, for 1 / 2 / 3 / 5 steps): low light
-# 22.20 / 22.47 / 22.37 / 22.44 (chosen 5), rain 33.13 / 33.32 / 33.30 / 33.14 (chosen 3), noise
-# 30.61 / 30.51 / 30.29 / 30.00 (chosen 2), blur 34.41 / 32.92 / 32.40 / 31.30 (chosen 1), haze
-# 24.60 / 24.25 / 24.11 / 23.62 (chosen 3). So **the choice transferred**: for every task the count
-# picked on training patches is within 0.5 dB of the best count on the test patches — and for blur it
-# is the only count that beats the input (34.11 dB). There is no single best number: low light and
-# rain gain from a second or third step, blur loses 1.5 dB with it. Blur's residual is tiny, so
-# every extra network call adds more error than it removes; a large residual (low light) is
-# removed better in stages. (A newer set of specialists changes the numbers; the code prints them.)
+# test patches the shipped specialists scored (PSNR in dB for 1 / 2 / 3 / 5 steps; in brackets the
+# selection scores on 128 training patches that made the choice):
+#
+# | task | test | training (selection) | chosen | test-best |
+# |---|---|---|---|---|
+# | low light | 22.20 / 22.47 / 22.37 / 22.44 | 25.28 / 26.04 / 26.28 / 26.33 | 5 | 2 |
+# | rain | 33.13 / 33.32 / 33.30 / 33.14 | 34.45 / 34.92 / 35.03 / 34.93 | 3 | 2 |
+# | noise | 30.61 / 30.51 / 30.29 / 30.00 | 32.03 / 32.09 / 31.90 / 31.66 | 2 | 1 |
+# | blur | 34.66 / 33.66 / 33.27 / 32.42 | 34.53 / 34.18 / 34.02 / 33.64 | 1 | 1 |
+# | haze | 24.60 / 24.25 / 24.11 / 23.62 | 27.86 / 28.72 / 28.92 / 28.87 | 3 | 1 |
+#
+# **Did the choice transfer? Only partly.** It hit the test optimum for blur alone; elsewhere it
+# cost 0.03–0.49 dB, and for haze the ranking is reversed (training 3 > 5 > 2 > 1, test 1 > 2 > 3 >
+# 5). Training patches are *optimistic*: the networks fit them (haze 28.9 dB there, 24.1 on test),
+# and more steps seem to help exactly where the network has fitted the data. The choice mattered
+# only for blur — the one task whose gain is small — and there training and test agree: with 2 or
+# more steps blur falls *below* its input (34.11 dB). A sound choice would hold out training
+# photographs as a validation split; with six training photographs (three of them scientific
+# images) that costs data the networks need. As for *why* blur prefers one step: a hypothesis, not
+# a result, is that a network whose residual is tiny adds more error with every extra call than it
+# removes; but haze and noise, with large residuals, also prefer one step on the test patches, so
+# this is at most part of the story. (A newer set of specialists changes the numbers; the code
+# prints them.)
 
 # %%
 from drdd_edu.specialists import restore_with
@@ -441,10 +457,14 @@ for k_8, name_8 in enumerate(data.tasks):
         out_8 = restore_with(spec_8.model, spec_8.config, input_e[m_8], n_8)
         table_8[name_8][n_8] = float(psnr(out_8, clean_e[m_8]).mean())
     row_8 = "  ".join(f"{n_8}: {v_8:5.2f}" for n_8, v_8 in table_8[name_8].items())
-    print(f"{name_8:10s} chosen {spec_8.sampling_steps}   {row_8}")
+    print(f"{name_8:10s} chosen {spec_8.sampling_steps}   test {row_8}")
     # the chosen count reproduces section 10 (same patches, same sampling noise)
     chosen_8 = table_8[name_8][spec_8.sampling_steps]
-    assert abs(chosen_8 - float(psnr_s[m_8].mean())) < 1e-4, name_8
-    if EVAL_IMAGES == len(test_set):  # measured on all 180: the choice transferred
-        assert chosen_8 > max(table_8[name_8].values()) - 0.5, name_8
+    assert abs(chosen_8 - float(psnr(restored_s[m_8], clean_e[m_8]).mean())) < 1e-4, name_8
 assert all(math.isfinite(v) for row in table_8.values() for v in row.values())
+if EVAL_IMAGES == len(test_set):  # the measured answer above, on all 180 test patches
+    best_8 = {t_8: max(r_8, key=r_8.get) for t_8, r_8 in table_8.items()}
+    assert best_8["blur"] == specialists["blur"].sampling_steps == 1
+    blur_in_8 = float(psnr_i[test_src.task == data.tasks.index("blur")].mean())
+    assert all(table_8["blur"][n_8] < blur_in_8 for n_8 in (2, 3, 5))  # only 1 step beats it
+    assert best_8["haze"] == 1 and specialists["haze"].sampling_steps == 3  # reversed
