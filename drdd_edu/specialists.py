@@ -44,6 +44,7 @@ from .export import export_inference_checkpoint
 from .metrics import psnr
 from .nn import ResidualDenoiser
 from .samplers import sample
+from .train.batches import data_of_config
 from .train.config import TrainConfig
 from .train.evaluation import model_from_checkpoint
 
@@ -251,16 +252,7 @@ def restore_by_task(
 
 def _selection_pairs(cfg: TrainConfig, task: str, n: int) -> tuple[Tensor, Tensor]:
     """``n`` training pairs of ``task`` spread evenly over the run's training split (on [0, 1])."""
-    from .data import build_all_in_one5
-
-    data = build_all_in_one5(
-        size=cfg.data_size or cfg.image_size,
-        seed=cfg.data_seed,
-        scales=cfg.data_scales,
-        max_patches_per_image=cfg.max_patches_per_image or None,
-        cache_dir=cfg.cache_dir or None,
-        progress=False,
-    )
+    data = data_of_config(cfg)
     train = data.paired_subset("train")
     idx = torch.nonzero(train.task == data.tasks.index(task)).flatten()
     idx = idx[torch.linspace(0, len(idx) - 1, min(n, len(idx))).round().long()]

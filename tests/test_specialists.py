@@ -263,19 +263,11 @@ def test_shipped_specialists_are_the_configs_beside_them():
 def test_shipped_specialists_beat_the_input_on_every_task_of_notebook_07s_test_split():
     """Notebook 07 §10's claim at full size (the notebook itself runs 24 patches in CI): on all
     180 held-out patches each task's mean PSNR and SSIM are above the degraded input's."""
-    from drdd_edu.data import build_all_in_one5
     from drdd_edu.metrics import ssim
     from drdd_edu.notebook import REPO_ROOT
-    from drdd_edu.train import load_config
+    from drdd_edu.train import data_of_config, load_config
 
-    cfg = load_config("tiny-cpu", out_dir="", progress=False, device="cpu")  # notebook 07's data
-    data = build_all_in_one5(
-        size=cfg.image_size,
-        seed=cfg.data_seed,
-        scales=cfg.data_scales,
-        max_patches_per_image=cfg.max_patches_per_image,
-        progress=False,
-    )
+    data = data_of_config(load_config("tiny-cpu"))  # notebook 07's data
     test = data.paired_subset("test")
     assert len(test) == 180
     clean, deg = test.clean_u8.float() / 255, test.degraded_u8.float() / 255

@@ -62,6 +62,7 @@ __all__ = [
     "resolve_amp",
     "step_seed",
     "batch_indices",
+    "data_of_config",
     "centre_crop",
     "Trainer",
     "model_from_checkpoint",
@@ -72,7 +73,7 @@ __all__ = [
 ]
 
 
-from .batches import batch_indices, step_seed
+from .batches import batch_indices, data_of_config, step_seed
 from .config import (
     AMP_MODES,
     COMPILE_MODES,

@@ -63,21 +63,30 @@ class _Source:
         return self.clean.shape[0]
 
 
+def data_of_config(cfg: TrainConfig, progress: bool = False) -> Any:
+    """The All-in-One-5 build (:class:`~drdd_edu.data.AllInOne5`) that a config trains and is
+    evaluated on: its patch size (``data_size`` or ``image_size``), data seed, scales, patch cap
+    and cache folder — the same call as the trainer's."""
+    from ..data import build_all_in_one5
+
+    return build_all_in_one5(
+        size=cfg.data_size or cfg.image_size,
+        seed=cfg.data_seed,
+        cache_dir=cfg.cache_dir or None,
+        scales=cfg.data_scales,
+        max_patches_per_image=cfg.max_patches_per_image or None,
+        progress=progress,
+    )
+
+
 def _load_sources(cfg: TrainConfig, device: torch.device, verbose: bool) -> tuple[Any, Any]:
     """(train source, test source) for the config's stage and data set."""
     if cfg.dataset == "synthetic":
         return None, None
-    from ..data import build_all_in_one5, default_cache_dir
+    from ..data import default_cache_dir
 
     try:
-        data = build_all_in_one5(
-            size=cfg.data_size or cfg.image_size,
-            seed=cfg.data_seed,
-            cache_dir=cfg.cache_dir or None,
-            scales=cfg.data_scales,
-            max_patches_per_image=cfg.max_patches_per_image or None,
-            progress=verbose,
-        )
+        data = data_of_config(cfg, progress=verbose)
     except OSError as err:  # a read-only, full or misplaced cache folder
         where = cfg.cache_dir or default_cache_dir()
         name = f": {err.filename}" if err.filename else ""
