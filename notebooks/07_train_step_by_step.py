@@ -485,7 +485,7 @@ for k, name in enumerate(data.tasks):  # gain over the input, mean ± SE over th
 assert list(specialists) == list(data.tasks)  # one per task, each trained on that task only
 
 # %%
-# two patches per degradation, from different photographs; rows: input, restored, target
+# two patches per degradation, from different photographs; rows: input, blind, specialist, target
 pick_k = [len(test_set) // 20, -len(test_set) // 20]
 fig_idx = torch.cat([torch.nonzero(test_set.task == k).flatten()[pick_k] for k in range(5)])
 fig_src, N_FIG = TestPatches(fig_idx), len(fig_idx)
