@@ -8,6 +8,7 @@ import pytest
 import torch
 from small_training import small_config, small_data
 
+from drdd_edu.checkpoint import latest_checkpoint
 from drdd_edu.metrics import psnr
 from drdd_edu.specialists import (
     MANIFEST,
@@ -40,7 +41,7 @@ def runs(cache_dir, tmp_path_factory):
 def folder(runs, tmp_path_factory):
     root, _ = runs
     dst = tmp_path_factory.mktemp("specialists")
-    ckpts = [sorted((root / t / "checkpoints").glob("ckpt_*.pt"))[-1] for t in ("blur", "rain")]
+    ckpts = [latest_checkpoint(root / t / "checkpoints") for t in ("blur", "rain")]
     build_specialists(ckpts, dst, candidates=(1, 2), n_selection=8)
     return dst
 
@@ -191,12 +192,12 @@ def test_load_rejects_missing_edited_and_mislabelled_files(folder, tmp_path):
 
 def test_build_rejects_multi_task_and_duplicate_runs(runs, cache_dir, tmp_path, capsys):
     root, _ = runs
-    blur = sorted((root / "blur" / "checkpoints").glob("ckpt_*.pt"))[-1]
+    blur = latest_checkpoint(root / "blur" / "checkpoints")
     with pytest.raises(ValueError, match="two checkpoints for task 'blur'"):
         build_specialists([blur, blur], tmp_path / "dup", candidates=(1,), n_selection=2)
     cfg = small_config(cache_dir, tmp_path / "all", steps=1, objective="pred_res")
     Trainer(cfg).run()
-    all_tasks = sorted((tmp_path / "all" / "checkpoints").glob("ckpt_*.pt"))[-1]
+    all_tasks = latest_checkpoint(tmp_path / "all" / "checkpoints")
     assert main([str(tmp_path / "x"), str(all_tasks), "--candidates", "1"]) == 2
     err = capsys.readouterr().err
     assert "exactly one task" in err and err.startswith("drdd_edu.specialists: error:")
@@ -212,7 +213,7 @@ def test_build_rejects_multi_task_and_duplicate_runs(runs, cache_dir, tmp_path, 
         tasks=("blur",),
     )
     Trainer(cfg).run()
-    residual = sorted((tmp_path / "res" / "checkpoints").glob("ckpt_*.pt"))[-1]
+    residual = latest_checkpoint(tmp_path / "res" / "checkpoints")
     with pytest.raises(ValueError, match="an RDDM restoration network"):
         build_specialists([residual], tmp_path / "r", candidates=(1,), n_selection=2)
 
@@ -223,7 +224,7 @@ def test_a_failed_build_leaves_the_old_folder_intact(runs, folder, tmp_path):
     shutil.copytree(folder, dst)
     (dst / "notes.toml").write_text("# kept\n")
     before = {p.name: p.read_bytes() for p in dst.iterdir()}
-    blur = sorted((root / "blur" / "checkpoints").glob("ckpt_*.pt"))[-1]
+    blur = latest_checkpoint(root / "blur" / "checkpoints")
     with pytest.raises(ValueError, match="two checkpoints"):
         build_specialists([blur, blur], dst, candidates=(1,), n_selection=2)
     assert {p.name: p.read_bytes() for p in dst.iterdir()} == before
