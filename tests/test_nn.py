@@ -322,3 +322,31 @@ def test_flops_per_image():
     assert f16 > 0
     assert 3.5 < f32 / f16 < 4.5  # convolutions scale with the pixel count
     assert flops_per_image(build_model("tiny", two_networks=True), 16) > 1.9 * f16
+
+
+# ----------------------------------------------------------------------------- channel LayerNorm
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_channel_layer_norm_is_the_per_pixel_channel_formula_with_its_gradients(dtype):
+    """F.layer_norm on the channels-last view = (x − mean_C)/sqrt(var_C + ε)·g at every pixel,
+    values and the gradients of x and g (a wrong permutation would normalise over W instead)."""
+    from drdd_edu.nn import ChannelLayerNorm
+
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(2, 8, 5, 7, generator=g, dtype=dtype) * 3 + 1).requires_grad_(True)
+    norm = ChannelLayerNorm(8).to(dtype)
+    with torch.no_grad():
+        norm.g.copy_(torch.rand(1, 8, 1, 1, generator=g, dtype=dtype) + 0.5)
+    eps = 1e-5 if dtype == torch.float32 else 1e-3
+    var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
+    expected = (x - mean) * torch.rsqrt(var + eps) * norm.g
+    out = norm(x)
+    assert out.shape == x.shape and out.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(out, expected, atol=tol, rtol=tol)
+    w = torch.randn(x.shape, generator=g, dtype=dtype)
+    gx, gg = torch.autograd.grad((out * w).sum(), (x, norm.g))
+    ex, eg = torch.autograd.grad((expected * w).sum(), (x, norm.g))
+    torch.testing.assert_close(gx, ex, atol=10 * tol, rtol=10 * tol)
+    torch.testing.assert_close(gg, eg, atol=10 * tol, rtol=10 * tol)
