@@ -4,6 +4,7 @@ mismatched runs, stratified evaluation, the CLI and the result files."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -93,7 +94,12 @@ def test_constants():
         e = efficiency_settings(s)
         for fraction in s.efficiency_fractions:
             assert rddm_config(e, fraction, 0, "cuda").steps == 2 * s.efficiency_steps
-            assert rddm_config(e, fraction, 0, "cuda").name.endswith("_seed0_de")
+            de = rddm_config(e, fraction, 0, "cuda")
+            tag = f"_de-crop{s.efficiency_crop}" if s.efficiency_crop else "_de"
+            assert de.name.endswith(f"_seed0{tag}")
+            # crops: trained on efficiency_crop² crops of the size's whole patches
+            assert de.image_size == (s.efficiency_crop or s.image_size)
+            assert (de.data_size or de.image_size) == s.image_size
         pool = noise_config(e, 0, "cuda", pool="all_clean")
         assert pool.unpaired_pool == "all_clean" and pool.rot90 and not pool.conditioned
         assert pool.max_patches_per_image == s.efficiency_max_patches_per_image
@@ -233,7 +239,8 @@ def test_shared_networks_give_identical_scores(smoke):
     assert not reused["rddm-ss0.0400_frac1.00_seed0"]
     # the data-efficiency study trains its own networks (another build, the unpaired pool)
     de_runs = {r["name"] for r in results["data-efficiency"].meta["runs"]}
-    assert "drdd-noise-all_clean_seed0_de" in de_runs and "rddm_frac1.00_seed0" not in de_runs
+    assert "drdd-noise-all_clean_seed0_de-crop8" in de_runs and "rddm_frac1.00_seed0" not in de_runs
+    assert results["data-efficiency"].meta["train_crop"] == SMOKE.efficiency_crop == 8
 
 
 def test_finished_runs_are_reused(smoke, tmp_path):
@@ -442,3 +449,17 @@ def test_lambda_histories_are_thinned_for_the_results_file():
     assert pts[-1] == [3000, long[-1][1]]  # the final λ is always kept
     assert [p[0] for p in pts] == sorted(p[0] for p in pts)
     assert _thinned([]) == []
+
+
+def test_efficiency_crop_must_fit_the_patches():
+    """A crop larger than the patches (or negative) is refused by name; crop = image_size is
+    the whole patch (no crop, the plain ``_de`` run names)."""
+    s = dataclasses.replace(get_size("smoke"), efficiency_crop=32)
+    with pytest.raises(ValueError, match="efficiency_crop"):
+        efficiency_settings(s)
+    with pytest.raises(ValueError, match="efficiency_crop"):
+        efficiency_settings(dataclasses.replace(s, efficiency_crop=-4))
+    whole = efficiency_settings(dataclasses.replace(s, efficiency_crop=s.image_size))
+    assert whole.train_crop == 0 and whole.run_tag == "de"
+    cfg = rddm_config(whole, 1.0, 0, "cpu")
+    assert cfg.image_size == s.image_size and cfg.data_size == 0

@@ -86,11 +86,14 @@ class RunRecord:
 def base_config(settings: SizeSettings, name: str, seed: int, device: str) -> TrainConfig:
     """Settings every experiment network shares at ``settings``' size (no checkpoints between
     the final one and the start are needed: ``ckpt_every`` is a tenth of the run). A settings'
-    ``run_tag`` is appended to ``name`` (``name_tag``)."""
+    ``run_tag`` is appended to ``name`` (``name_tag``); with a ``train_crop`` the network trains
+    on random crops of that side from the ``image_size`` patches (``data_size``)."""
+    crop = settings.train_crop
     return TrainConfig(
         name=f"{name}_{settings.run_tag}" if settings.run_tag else name,
         preset=settings.preset,
-        image_size=settings.image_size,
+        image_size=crop or settings.image_size,
+        data_size=settings.image_size if crop else 0,
         max_patches_per_image=settings.max_patches_per_image,
         batch_size=settings.batch_size,
         lr=settings.lr,
