@@ -40,16 +40,16 @@ print(
     f"{max(abs(v) for v in per_task_change.values()):.2%}"
 )
 if result.size == "cpu" and len(runs) >= 3:  # the three shipped CPU-size seeds discussed below
-    assert per_task_change[worst] > -0.2  # no task collapses (measured: −11.9 %, drdd_exact/blur)
-    # RDDM's low-light SSIM *rises* with fewer pairs on every seed; the largest change of all
-    assert all(per_task_change[r.seed, "rddm", "low_light"] > 0.15 for r in runs)
-    assert max(per_task_change, key=per_task_change.get)[1:] == ("rddm", "low_light")
-    # the conditioned variant is better with 50 pairs on every task and seed
-    assert all(per_task_change[r.seed, "drdd_cond", t] > 0 for r in runs for t in TASKS)
-    # the residual-only variant loses on noise and haze on every seed
-    assert all(
-        per_task_change[r.seed, "drdd_exact", t] < 0 for r in runs for t in ("noise", "haze")
-    )
+    assert per_task_change[worst] > -0.2  # no task collapses (measured: −9.6 %, rddm/blur)
+    # low light *rises* with fewer pairs for RDDM on every seed; the largest change is a low-light one
+    assert all(per_task_change[r.seed, "rddm", "low_light"] > 0.05 for r in runs)
+    assert max(per_task_change, key=per_task_change.get)[2] == "low_light"
+    # blur falls for RDDM and the residual-only variant on every seed, noise for the latter too
+    for m, t in (("rddm", "blur"), ("drdd_exact", "blur"), ("drdd_exact", "noise")):
+        assert all(per_task_change[r.seed, m, t] < 0 for r in runs), (m, t)
+    # rain rises on every seed for every method that sees the input in its noise stage
+    for m in ("rddm", "drdd_cond", "drdd_exact"):
+        assert all(per_task_change[r.seed, m, "rain"] > 0 for r in runs), m
     # elsewhere the sign changes between seeds: seed noise, not data efficiency
     flips = {
         m: [
@@ -62,19 +62,19 @@ if result.size == "cpu" and len(runs) >= 3:  # the three shipped CPU-size seeds 
         for m in METHODS
     }
     print("tasks whose change flips sign between seeds:", flips)
-    assert flips["rddm"] and flips["drdd"] and flips["drdd_exact"]
+    assert all(flips[m] for m in METHODS)
 
 # %% [markdown]
 # **Answer.** No task collapses when only 2 % of the pairs (ten per task) are left: on the three
-# shipped `cpu` seeds the worst per-task change is −11.9 % (`drdd_exact`, blur, seed 2). The average
-# hides swings of **both** signs. RDDM's low-light SSIM *rises* by 17–52 % with 50 pairs (its SSIM is
-# low, so small absolute moves are large relative ones) — the clearest sign that this study is
-# step-limited: 1,000 steps fit ten low-light pairs better than about 510. `drdd_cond` is better with
-# fewer pairs on every task and seed, `drdd_exact` worse on noise and haze on every seed; elsewhere
-# most tasks change sign between seeds for RDDM and `drdd_exact`, and blur and haze do for `drdd`.
-# That is seed-to-seed noise on top of an optimiser-step limit, not data efficiency: per-task curves
-# inherit the noise of the average, amplified by the smaller test strata ($n$ = 32 patches per task
-# at `cpu` size).
+# shipped `cpu` seeds the worst per-task change is −9.6 % (RDDM, blur, seed 2). The average hides
+# swings of **both** signs. Low light *rises* with 50 pairs — by 5–13 % for RDDM on every seed, and
+# by up to 21 % for `drdd` (its SSIM is low, so small absolute moves are large relative ones) — the
+# clearest sign that this study is step-limited: 1,000 steps fit ten low-light pairs better than
+# about 510. Rain rises for RDDM, `drdd_cond` and `drdd_exact` on every seed; blur falls for RDDM
+# and `drdd_exact` on every seed, and noise for `drdd_exact`. Every method has tasks whose change
+# flips sign between seeds (printed above). That is seed-to-seed noise on top of an optimiser-step
+# limit, not data efficiency: per-task curves inherit the noise of the average, amplified by the
+# smaller test strata ($n$ = 32 patches per task at `cpu` size).
 
 # %% [markdown]
 # ### Solution 2 — The unpaired pool
