@@ -181,8 +181,10 @@ class ChannelLayerNorm(nn.Module):
 
     Computed by :func:`torch.nn.functional.layer_norm` on the channels-last view (C is then the
     last, contiguous axis): the same numbers as ``torch.var_mean`` over dim 1 to float32
-    rounding, about 3× faster forward + backward on a CPU, where a reduction over the strided
-    channel axis is slow (``benchmarks/README.md``).
+    rounding, and faster on a CPU, where a reduction over the strided channel axis is slow (the
+    tiny preset's training step −11 %, its sampling −33 %: ``benchmarks/README.md``). The output
+    has the dtype of ``x`` promoted with g's (float32 for bf16 inputs under autocast, as before)
+    and channels-last strides.
     """
 
     def __init__(self, dim: int) -> None:
@@ -192,7 +194,7 @@ class ChannelLayerNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         eps = 1e-5 if x.dtype == torch.float32 else 1e-3
         y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.g.view(-1), None, eps)
-        return y.permute(0, 3, 1, 2)
+        return y.permute(0, 3, 1, 2).to(torch.promote_types(x.dtype, self.g.dtype))
 
 
 class PreNormResidual(nn.Module):

@@ -459,6 +459,8 @@ def test_efficiency_crop_must_fit_the_patches():
         efficiency_settings(s)
     with pytest.raises(ValueError, match="efficiency_crop"):
         efficiency_settings(dataclasses.replace(s, efficiency_crop=-4))
+    with pytest.raises(ValueError, match="multiple of 4"):  # tiny: two downsamplings
+        efficiency_settings(dataclasses.replace(s, efficiency_crop=6))
     whole = efficiency_settings(dataclasses.replace(s, efficiency_crop=s.image_size))
     assert whole.train_crop == 0 and whole.run_tag == "de"
     cfg = rddm_config(whole, 1.0, 0, "cpu")

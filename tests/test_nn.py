@@ -350,3 +350,19 @@ def test_channel_layer_norm_is_the_per_pixel_channel_formula_with_its_gradients(
     ex, eg = torch.autograd.grad((expected * w).sum(), (x, norm.g))
     torch.testing.assert_close(gx, ex, atol=10 * tol, rtol=10 * tol)
     torch.testing.assert_close(gg, eg, atol=10 * tol, rtol=10 * tol)
+
+
+def test_channel_layer_norm_keeps_its_dtype_rules_under_autocast_and_channels_last():
+    """bf16 input under CPU autocast → float32 output (x promoted with g, as with the var_mean
+    formula); a channels-last input gives the same values as its contiguous copy."""
+    from drdd_edu.nn import ChannelLayerNorm
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 8, 6, 6, generator=g)
+    norm = ChannelLayerNorm(8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = norm(x.bfloat16())
+    assert out.dtype == torch.float32
+    ref = norm(x.bfloat16().float())  # bf16 values, float32 statistics: ε differs (1e-3 vs 1e-5)
+    assert float((out - ref).abs().max()) < 0.02
+    torch.testing.assert_close(norm(x.to(memory_format=torch.channels_last)), norm(x))

@@ -157,8 +157,9 @@ _SIZES: dict[str, SizeSettings] = {
         n_per_task=32,
         aosa_select_steps=300,
         aosa_steps=1200,
-        # the data-efficiency study's 16 networks per seed train on 16² crops (2.3× cheaper per
-        # step, the same scores at 1,000 RDDM steps), so its three seeds fit 30 min of 2 cores
+        # the data-efficiency study's 16 networks per seed train on 16² crops (a step costs less
+        # than half, benchmarks/README.md), so its three seeds fit 30 min of 2 cores; measured
+        # cost: RDDM scores as on whole patches, drdd / drdd_cond 0.03 SSIM lower, drdd_exact 0.01
         efficiency_crop=16,
     ),
     # minutes of one GPU: the small preset (3.27 M per UNet) at 64², batch 64, bf16, compiled;
@@ -249,10 +250,14 @@ def efficiency_settings(settings: SizeSettings) -> SizeSettings:
     ``efficiency_max_patches_per_image`` patches per source, ``efficiency_steps`` per DRDD
     network (RDDM: their sum) on ``efficiency_crop`` ² training crops, run names tagged ``_de``
     (``_de-crop{N}`` with crops, so whole-patch runs are never mistaken for them)."""
+    from ..nn import PRESETS
+
     crop = settings.efficiency_crop
-    if crop and not 0 < crop <= settings.image_size:
+    factor = 2 ** (len(PRESETS[settings.preset]["dim_mults"]) - 1)  # the UNet's downsampling
+    if crop and not (0 < crop <= settings.image_size and crop % factor == 0):
         raise ValueError(
-            f"efficiency_crop must be 0 or in 1 … image_size ({settings.image_size}), got {crop}"
+            f"efficiency_crop must be 0 (whole patches) or a multiple of {factor} (preset "
+            f"{settings.preset!r}) no larger than image_size ({settings.image_size}), got {crop}"
         )
     crop = 0 if crop == settings.image_size else crop
     return dataclasses.replace(
