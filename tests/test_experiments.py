@@ -31,7 +31,7 @@ from drdd_edu.experiments.coupled import METHODS as COUPLED_METHODS
 from drdd_edu.experiments.coupled import REFERENCES
 from drdd_edu.experiments.noise_sweep import interior_optimum
 from drdd_edu.experiments.runs import noise_config, rddm_config, residual_config
-from drdd_edu.experiments.sizes import efficiency_settings, resolve_device_for
+from drdd_edu.experiments.sizes import efficiency_settings, resolve_device_for, training_steps
 
 SMOKE = get_size("smoke")
 ALL_TASKS = (*TASKS, "average")
@@ -465,3 +465,40 @@ def test_efficiency_crop_must_fit_the_patches():
     assert whole.train_crop == 0 and whole.run_tag == "de"
     cfg = rddm_config(whole, 1.0, 0, "cpu")
     assert cfg.image_size == s.image_size and cfg.data_size == 0
+
+
+#: the DRDD-science issue's budget: each cpu experiment, three seeds, ≤ 30 min on 2 cores at its
+#: audit's rate of 0.12 s per 32² step per core; a 16² step costs at most 1/2.1 of a 32² one (the
+#: slower of the two back-to-back pairs in benchmarks/README.md)
+AUDIT_S_PER_STEP, CORES, SEEDS, BUDGET_MIN, CROP16_RATIO = 0.12, 2, 3, 30.0, 2.1
+
+
+def test_training_steps_are_what_the_shipped_cpu_runs_trained_and_fit_the_budget():
+    """``training_steps`` counts exactly the networks each shipped ``cpu`` seed trained (besides
+    the ``coupled`` networks it reused; AOSA's capped selections stop earlier), and the four
+    experiments of the DRDD-science issue fit its budget — the data-efficiency study only with
+    its 16² crops (whole patches: 31.5 min)."""
+    from drdd_edu.notebook import REPO_ROOT
+
+    cpu = get_size("cpu")
+    results = REPO_ROOT / "data" / "results"
+    for name in EXPERIMENTS:
+        for seed in range(SEEDS):
+            suffix = f"-seed{seed}" if seed else ""
+            meta = json.loads((results / f"{name}-cpu{suffix}.json").read_text())["meta"]
+            coupled = json.loads((results / f"coupled-cpu{suffix}.json").read_text())["meta"]
+            shared = {r["name"] for r in coupled["runs"]} if name != "coupled" else set()
+            own = sum(r["steps"] for r in meta["runs"] if r["name"] not in shared)
+            if name == "aosa":
+                assert 0 < own <= training_steps(cpu, name), (seed, own)
+            else:
+                assert own == training_steps(cpu, name), (name, seed, own)
+    assert cpu.efficiency_crop == 16 and cpu.image_size == 32
+    for name in ("coupled", "data-efficiency", "noise-sweep", "matched-noise"):
+        cost = 1 / CROP16_RATIO if name == "data-efficiency" else 1.0
+        minutes = SEEDS * training_steps(cpu, name) * cost * AUDIT_S_PER_STEP / CORES / 60
+        assert minutes <= BUDGET_MIN, (name, minutes)
+    whole = SEEDS * training_steps(cpu, "data-efficiency") * AUDIT_S_PER_STEP / CORES / 60
+    assert whole > BUDGET_MIN  # why the study trains on crops
+    with pytest.raises(ValueError, match="unknown experiment"):
+        training_steps(cpu, "nope")

@@ -16,17 +16,12 @@ from ..notebook import check_figure
 from . import aosa_exp, coupled, data_efficiency, matched_noise, noise_sweep
 from .context import Context
 from .io import ExperimentResult, check_seed, figure_path, read_results, write_results
-from .sizes import SIZES, get_size, resolve_device_for
+from .sizes import EXPERIMENT_ORDER, SIZES, get_size, resolve_device_for
 
 __all__ = ["EXPERIMENTS", "run_experiment", "load_results", "check_name"]
 
-EXPERIMENTS: tuple[str, ...] = (
-    "coupled",
-    "data-efficiency",
-    "noise-sweep",
-    "matched-noise",
-    "aosa",
-)
+#: the experiments, in the order ``all`` runs them (later ones reuse earlier networks)
+EXPERIMENTS: tuple[str, ...] = EXPERIMENT_ORDER
 
 _MODULES: dict[str, ModuleType] = {
     "coupled": coupled,

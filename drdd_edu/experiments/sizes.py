@@ -22,11 +22,13 @@ from typing import Any
 import torch
 
 __all__ = [
+    "EXPERIMENT_ORDER",
     "SIZES",
     "GPU_SIZING",
     "SizeSettings",
     "efficiency_settings",
     "get_size",
+    "training_steps",
     "optimiser_steps",
     "resolve_device_for",
 ]
@@ -208,25 +210,53 @@ _SIZES: dict[str, SizeSettings] = {
 }
 
 
-def optimiser_steps(settings: SizeSettings) -> int:
-    """An upper bound on the optimiser steps all five experiments of a size take together.
+#: the experiments in the order the README runs them (later ones reuse earlier networks)
+EXPERIMENT_ORDER: tuple[str, ...] = (
+    "coupled",
+    "data-efficiency",
+    "noise-sweep",
+    "matched-noise",
+    "aosa",
+)
 
-    Networks: the noise nets (unconditional, conditioned at σ = 1); the residual and RDDM nets
-    at σ = 1; the residual nets for the other training σ, the noisy-only ones and the matched-noise
-    σ with their RDDM nets; the data-efficiency study's nets (pool noise net, and per fraction a
-    residual, a conditioned noise and an RDDM net); AOSA's two selections (capped) and its
-    training run for each of the five tasks and generation. Shared networks are counted once.
+
+def optimiser_steps(settings: SizeSettings) -> int:
+    """An upper bound on the optimiser steps all five experiments of a size take together (one
+    seed): the sum of :func:`training_steps` over :data:`EXPERIMENT_ORDER`, so every shared
+    network counts once and AOSA's selections at their caps."""
+    return sum(training_steps(settings, name) for name in EXPERIMENT_ORDER)
+
+
+def training_steps(settings: SizeSettings, experiment: str) -> int:
+    """Optimiser steps one seed of ``experiment`` trains at ``settings`` when the experiments run
+    in :data:`EXPERIMENT_ORDER`, networks an earlier one trained reused, not counted:
+    ``noise-sweep`` and ``matched-noise`` reuse ``coupled``'s noise nets and σ = 1 networks, and
+    ``matched-noise`` a residual net the sweep trained at the same σ.
+
+    ``coupled``: the unconditional and conditioned noise nets, the σ = 1 residual and RDDM nets.
+    ``noise-sweep``: a residual net at every other training σ and every noisy-only σ.
+    ``matched-noise``: per σ ≠ 1 an RDDM net at ``sum_scale`` σ² and (unless the sweep has it) a
+    residual net at σ. ``data-efficiency``: the pool noise net, then per fraction a residual, a
+    conditioned noise and an RDDM net, on ``efficiency_crop`` ² crops (cheaper steps than whole
+    patches, see the benchmarks). ``aosa``: for the five tasks and generation two λ selections at
+    their caps (they may stop earlier) and the training run.
     """
-    r, n = settings.residual_steps, settings.noise_steps
-    sigmas = set(settings.sigmas_train) | set(settings.matched_sigmas) | {1.0}
+    r, n, rddm = settings.residual_steps, settings.noise_steps, settings.rddm_steps
+    trained_sigmas = set(settings.sigmas_train) - {1.0}
     matched = set(settings.matched_sigmas) - {1.0}
-    coupled = 2 * n + r + settings.rddm_steps
-    sweeps = r * (len(sigmas) - 1 + len(settings.sigmas_noisy_only))
-    sweeps += settings.rddm_steps * len(matched)
-    e = settings.efficiency_steps
-    efficiency = e + 4 * e * len(settings.efficiency_fractions)
-    aosa = 6 * (settings.aosa_select_steps + settings.aosa_slow_select_steps + settings.aosa_steps)
-    return coupled + sweeps + efficiency + aosa
+    if experiment == "coupled":
+        return 2 * n + r + rddm
+    if experiment == "noise-sweep":
+        return r * (len(trained_sigmas) + len(settings.sigmas_noisy_only))
+    if experiment == "matched-noise":
+        return rddm * len(matched) + r * len(matched - trained_sigmas)
+    if experiment == "data-efficiency":
+        e = settings.efficiency_steps
+        return e + 4 * e * len(settings.efficiency_fractions)
+    if experiment == "aosa":
+        caps = settings.aosa_select_steps + settings.aosa_slow_select_steps + settings.aosa_steps
+        return 6 * caps
+    raise ValueError(f"unknown experiment {experiment!r}; choose one of {EXPERIMENT_ORDER}")
 
 
 #: How the ``gpu`` size was sized (no GPU was available to measure it; these are estimates to be
