@@ -13,7 +13,7 @@ drdd-edu assignments grade SUBMISSION... [--source notebooks/NN_x.py] [--csv gra
                                     grade returned notebooks; exit 2 if one cannot be graded
     drdd-edu train --config tiny-cpu [--resume] / sample / evaluate / bench
                                     training and checkpoints (see drdd_edu.train_cli)
-    drdd-edu experiment NAME|all [--size smoke|cpu|full]
+    drdd-edu experiment NAME|all [--size smoke|cpu|cpu-long|gpu|full]
                                     the DRDD experiments (see drdd_edu.experiments)
 
 Errors: a failure the user can fix — a bad option, config or checkpoint, a device this machine

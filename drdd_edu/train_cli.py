@@ -5,7 +5,7 @@ drdd-edu sample --checkpoint FILE [--steps 5] [--n 8] [--out samples.png] [--cac
 drdd-edu evaluate --checkpoint FILE [--split test] [--n 32] [--steps 5] [--noise-checkpoint F]
                   [--json FILE] [--cache-dir D]
 drdd-edu bench --preset P --size S --batch B [--steps N] [--device D] [--json FILE]
-drdd-edu experiment NAME|all [--size smoke|cpu|full] [--smoke] [--results-dir D] [--figures-dir D]
+drdd-edu experiment NAME|all [--size smoke|cpu|cpu-long|gpu|full] [--smoke] [--results-dir D] [--figures-dir D]
                              [--runs-dir D] [--device D] [--seed N] [--no-progress]
 
 The lead wires these into :mod:`drdd_edu.cli` with :func:`add_commands` and :func:`dispatch`;

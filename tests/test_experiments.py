@@ -74,7 +74,7 @@ def expected_rows(name: str) -> int:
 
 def test_constants():
     assert EXPERIMENTS == ("coupled", "data-efficiency", "noise-sweep", "matched-noise", "aosa")
-    assert SIZES == ("smoke", "cpu", "gpu", "full")
+    assert SIZES == ("smoke", "cpu", "cpu-long", "gpu", "full")
     assert COUPLED_METHODS == ("rddm", "drdd", "drdd_cond", "drdd_exact")
     assert get_size("full").preset == "rddm" and get_size("full").image_size == 64
     assert get_size("full").batch_size == 64 and get_size("full").amp == "bf16"
