@@ -169,7 +169,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "name", help="coupled, data-efficiency, noise-sweep, matched-noise, aosa, or all"
     )
     ex.add_argument(
-        "--size", default=None, help="smoke (CI), cpu (laptop CPU) or full (GPU); default smoke"
+        "--size",
+        default=None,
+        help="smoke (CI), cpu (laptop CPU), cpu-long (cpu, 3x the data-efficiency steps), "
+        "gpu (one short GPU lease) or full (GPU); default smoke",
     )
     ex.add_argument("--smoke", action="store_true", help="the same as --size smoke")
     ex.add_argument(

@@ -493,11 +493,29 @@ def test_training_steps_are_what_the_shipped_cpu_runs_trained_and_fit_the_budget
                 assert 0 < own <= training_steps(cpu, name), (seed, own)
             else:
                 assert own == training_steps(cpu, name), (name, seed, own)
-    assert cpu.efficiency_crop == 16 and cpu.image_size == 32
-    for name in ("coupled", "data-efficiency", "noise-sweep", "matched-noise"):
+    long = get_size("cpu-long")  # the longer data-efficiency study (shipped, three seeds)
+    for seed in range(SEEDS):
+        suffix = f"-seed{seed}" if seed else ""
+        meta = json.loads((results / f"data-efficiency-cpu-long{suffix}.json").read_text())["meta"]
+        assert sum(r["steps"] for r in meta["runs"]) == training_steps(long, "data-efficiency")
+    assert cpu.efficiency_crop == long.efficiency_crop == 16 and cpu.image_size == 32
+    for size, name in (
+        (cpu, "coupled"),
+        (cpu, "data-efficiency"),
+        (cpu, "noise-sweep"),
+        (cpu, "matched-noise"),
+        (long, "data-efficiency"),
+    ):
         cost = 1 / CROP16_RATIO if name == "data-efficiency" else 1.0
-        minutes = SEEDS * training_steps(cpu, name) * cost * AUDIT_S_PER_STEP / CORES / 60
-        assert minutes <= BUDGET_MIN, (name, minutes)
+        minutes = SEEDS * training_steps(size, name) * cost * AUDIT_S_PER_STEP / CORES / 60
+        assert minutes <= BUDGET_MIN, (size.name, name, minutes)
+    # a matched σ that the sweep already trained reuses its residual net: RDDM steps only
+    shared_sigma = dataclasses.replace(cpu, matched_sigmas=(0.4, 1.0), sigmas_train=(0.4, 1.0))
+    assert training_steps(shared_sigma, "matched-noise") == cpu.rddm_steps
+    assert training_steps(cpu, "matched-noise") == cpu.rddm_steps + cpu.residual_steps
+    # AOSA: two capped selections for five tasks and generation, a training run per task
+    caps = 6 * (cpu.aosa_select_steps + cpu.aosa_slow_select_steps) + 5 * cpu.aosa_steps
+    assert training_steps(cpu, "aosa") == caps
     whole = SEEDS * training_steps(cpu, "data-efficiency") * AUDIT_S_PER_STEP / CORES / 60
     assert whole > BUDGET_MIN  # why the study trains on crops
     with pytest.raises(ValueError, match="unknown experiment"):

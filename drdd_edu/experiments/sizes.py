@@ -3,8 +3,8 @@ the data-efficiency study's steps, at two fractions), ``gpu`` (minutes of one GP
 (the paper-scale networks on one GPU, hours).
 
 Every experiment of a size trains with the same settings, so networks are shared between
-experiments (the coupled comparison's nets are the data-efficiency study's fraction 1.0 and the
-noise sweep's σ = 1.0). Budget rule (SPEC, "The experiments API"): DRDD = a noise net
+experiments (the coupled comparison's nets are the noise sweep's and the matched-noise study's
+σ = 1.0; the data-efficiency study trains its own, tagged ``_de``). Budget rule (SPEC, "The experiments API"): DRDD = a noise net
 (``noise_steps``) + a residual net (``residual_steps``); the coupled RDDM baseline gets
 ``noise_steps + residual_steps`` optimiser steps on the same paired data.
 
@@ -209,9 +209,10 @@ _SIZES: dict[str, SizeSettings] = {
         requires_cuda=True,
     ),
 }
-# beyond the 30-minute budget, for the data-efficiency study only: the `cpu` size with three times
-# its steps per network (1,500; RDDM 3,000) at 2 and 100 % of the pairs — does the study leave the
-# step-limited regime (each method's 100 % score clearly above its 2 % score) with more steps?
+# for the data-efficiency study only: the `cpu` size with three times its steps per network (1,500;
+# RDDM 3,000) at 2 and 100 % of the pairs (three seeds: 27.5 min measured, within the budget) —
+# does the study leave the step-limited regime (100 % clearly above 2 %) with more steps? Other
+# experiments at this size would retrain `cpu`'s networks in their own runs folder.
 _SIZES["cpu-long"] = dataclasses.replace(
     _SIZES["cpu"], name="cpu-long", efficiency_fractions=(0.02, 1.0), efficiency_steps=1500
 )
@@ -246,7 +247,7 @@ def training_steps(settings: SizeSettings, experiment: str) -> int:
     residual net at σ. ``data-efficiency``: the pool noise net, then per fraction a residual, a
     conditioned noise and an RDDM net, on ``efficiency_crop`` ² crops (cheaper steps than whole
     patches, see the benchmarks). ``aosa``: for the five tasks and generation two λ selections at
-    their caps (they may stop earlier) and the training run.
+    their caps (they may stop earlier), and a training run for each of the five tasks.
     """
     r, n, rddm = settings.residual_steps, settings.noise_steps, settings.rddm_steps
     trained_sigmas = set(settings.sigmas_train) - {1.0}
@@ -261,8 +262,8 @@ def training_steps(settings: SizeSettings, experiment: str) -> int:
         e = settings.efficiency_steps
         return e + 4 * e * len(settings.efficiency_fractions)
     if experiment == "aosa":
-        caps = settings.aosa_select_steps + settings.aosa_slow_select_steps + settings.aosa_steps
-        return 6 * caps
+        selections = 6 * (settings.aosa_select_steps + settings.aosa_slow_select_steps)
+        return selections + 5 * settings.aosa_steps
     raise ValueError(f"unknown experiment {experiment!r}; choose one of {EXPERIMENT_ORDER}")
 
 
@@ -272,7 +273,7 @@ def training_steps(settings: SizeSettings, experiment: str) -> int:
 #: 575 GFLOP — 2.3 ms at 25 % of an H200's dense bf16 peak (≈ 989 TFLOP/s). A network this small
 #: is not compute-bound but launch-bound: the reference code's eager step is host-bound at 186 ms
 #: for two larger UNets. With ``torch.compile`` (fused kernels) we budget 10 ms per step, 4× the
-#: FLOP time, so :func:`optimiser_steps` ≈ 38 k steps ≈ 6.4 min, plus compilation (three distinct
+#: FLOP time, so :func:`optimiser_steps` ≈ 37 k steps ≈ 6.2 min, plus compilation (three distinct
 #: graphs, cached by inductor after the first) and evaluation (sampling only) — about 7 minutes.
 GPU_SIZING: dict[str, float] = {
     "fwd_gflop_per_image": 2.99,
