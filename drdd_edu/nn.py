@@ -60,6 +60,7 @@ __all__ = [
     "ResidualDenoiser",
     "build_model",
     "count_parameters",
+    "downsampling_factor",
     "flops_per_image",
 ]
 
@@ -724,6 +725,14 @@ def build_model(
         channels=channels,
         **kwargs,
     )
+
+
+def downsampling_factor(preset: str) -> int:
+    """How much a :data:`PRESETS` UNet shrinks H and W at its bottleneck (2 per level after the
+    first): training and test image sides must be multiples of it."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {tuple(PRESETS)}")
+    return 2 ** (len(PRESETS[preset]["dim_mults"]) - 1)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -366,3 +366,12 @@ def test_channel_layer_norm_keeps_its_dtype_rules_under_autocast_and_channels_la
     ref = norm(x.bfloat16().float())  # bf16 values, float32 statistics: ε differs (1e-3 vs 1e-5)
     assert float((out - ref).detach().abs().max()) < 0.02
     torch.testing.assert_close(norm(x.to(memory_format=torch.channels_last)), norm(x))
+
+
+def test_downsampling_factor_is_the_built_unets_and_names_unknown_presets():
+    from drdd_edu.nn import downsampling_factor
+
+    for preset in PRESETS:
+        assert downsampling_factor(preset) == build_model(preset).unet.downsample_factor
+    with pytest.raises(ValueError, match="unknown preset"):
+        downsampling_factor("huge")

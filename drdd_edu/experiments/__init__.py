@@ -9,8 +9,8 @@ res = run_experiment("coupled", size="smoke")   # rows, meta, csv/json/png paths
 Sizes (:mod:`~drdd_edu.experiments.sizes`): ``smoke`` (CI, tiny preset at 16²), ``cpu`` (tiny
 preset at 32², 1200 steps per DRDD network), ``cpu-long`` (``cpu`` with three times the
 data-efficiency study's steps), ``gpu`` (the ``small`` preset at 64², minutes of one GPU) and
-``full`` (the reference ``rddm`` preset at 64², batch 64, bf16, CUDA only). Networks are shared between the experiments of a size through
-``{runs_dir}/{size}/{run_name}``. Command line: ``drdd-edu experiment NAME --size S``.
+``full`` (the reference ``rddm`` preset at 64², batch 64, bf16, CUDA only). Networks are shared
+between the experiments of a size through ``{runs_dir}/{size}/{run_name}``. Command line: ``drdd-edu experiment NAME --size S``.
 
 Modules: ``sizes`` (settings), ``runs`` (training configs, train-or-reuse), ``evaluation``
 (stratified per-task PSNR/SSIM), ``context`` (shared state and progress), ``io`` (CSV/JSON),

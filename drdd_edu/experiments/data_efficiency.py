@@ -11,8 +11,8 @@ the square — which is more than 10× the smallest paired set. The conditioned 
 At the ``cpu`` size every network trains on random 16² crops of the 32² patches
 (``efficiency_crop``: a step costs less than half, so three seeds fit 30 minutes of 2 cores;
 measured against whole-patch training, RDDM scores the same, ``drdd`` and ``drdd_cond`` 0.03
-SSIM lower on average, ``drdd_exact`` 0.01); every network is scored on the size's usual stratified whole test patches (the
-coupled experiment's).
+SSIM lower on average, ``drdd_exact`` 0.01); every network is scored on the size's usual
+stratified whole test patches (the coupled experiment's).
 
 Rows: ``{"method", "fraction", "n_pairs", "task", "psnr", "ssim", "psnr_in", "ssim_in",
 "psnr_drop", "ssim_drop", "n"}`` per fraction, method, task and ``"average"``; ``*_in`` is the

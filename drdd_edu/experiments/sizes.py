@@ -4,9 +4,10 @@ the data-efficiency study's steps, at two fractions), ``gpu`` (minutes of one GP
 
 Every experiment of a size trains with the same settings, so networks are shared between
 experiments (the coupled comparison's nets are the noise sweep's and the matched-noise study's
-σ = 1.0; the data-efficiency study trains its own, tagged ``_de``). Budget rule (SPEC, "The experiments API"): DRDD = a noise net
-(``noise_steps``) + a residual net (``residual_steps``); the coupled RDDM baseline gets
-``noise_steps + residual_steps`` optimiser steps on the same paired data.
+σ = 1.0; the data-efficiency study trains its own, tagged ``_de``). Budget rule (SPEC, "The
+experiments API"): DRDD = a noise net (``noise_steps``) + a residual net (``residual_steps``); the
+coupled RDDM baseline gets ``noise_steps + residual_steps`` optimiser steps on the same paired
+data.
 
 ``full`` is the documented GPU configuration (the reference ``rddm`` preset at 64², global
 batch 64, bf16 autocast, ``device = cuda``); it refuses to start without CUDA. ``gpu`` is sized
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from ..nn import downsampling_factor
 
 __all__ = [
     "EXPERIMENT_ORDER",
@@ -61,8 +64,7 @@ class SizeSettings:
     each network ``efficiency_steps`` steps (RDDM twice that) on random ``efficiency_crop`` ²
     crops of the pairs (0: whole patches; every network is scored on whole ``image_size`` ²
     test patches); DRDD's unconditional noise net trains on the ``all_clean`` unpaired pool with
-    the 8 square symmetries. Matched noise and
-    the noisy-only residual net (issue 14 D): ``matched_sigmas`` (RDDM with sum_scale = σ²
+    the 8 square symmetries. Matched noise and the noisy-only residual net (issue 14 D): ``matched_sigmas`` (RDDM with sum_scale = σ²
     against DRDD at σ), ``sigmas_noisy_only`` (residual nets that see only I_t).
     ``run_tag``: appended to run names (``_{tag}``) of settings derived for one study
     (:func:`efficiency_settings`), so their networks get their own run folders; ``train_crop``:
@@ -288,10 +290,8 @@ def efficiency_settings(settings: SizeSettings) -> SizeSettings:
     ``efficiency_max_patches_per_image`` patches per source, ``efficiency_steps`` per DRDD
     network (RDDM: their sum) on ``efficiency_crop`` ² training crops, run names tagged ``_de``
     (``_de-crop{N}`` with crops, so whole-patch runs are never mistaken for them)."""
-    from ..nn import PRESETS
-
     crop = settings.efficiency_crop
-    factor = 2 ** (len(PRESETS[settings.preset]["dim_mults"]) - 1)  # the UNet's downsampling
+    factor = downsampling_factor(settings.preset)
     if crop and not (0 < crop <= settings.image_size and crop % factor == 0):
         raise ValueError(
             f"efficiency_crop must be 0 (whole patches) or a multiple of {factor} (preset "

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..nn import OBJECTIVES, PRESETS, TIME_MODES
+from ..nn import OBJECTIVES, PRESETS, TIME_MODES, downsampling_factor
 from ..schedules import Schedule, ddim_converted_schedule, rddm_schedule
 
 STAGES: tuple[str, ...] = ("rddm", "drdd_noise", "drdd_residual")
@@ -416,7 +416,7 @@ class TrainConfig:
             raise ValueError(
                 f"data_size ({self.data_size}) must be 0 or ≥ image_size ({self.image_size})"
             )
-        factor = 2 ** (len(PRESETS[self.preset]["dim_mults"]) - 1)
+        factor = downsampling_factor(self.preset)
         if self.image_size % factor:
             raise ValueError(
                 f"image_size must be divisible by {factor} for preset {self.preset!r}, "
